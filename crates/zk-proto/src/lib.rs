@@ -18,6 +18,8 @@
 //! ```
 
 pub mod data;
+pub mod jute;
+pub mod txn;
 pub mod zxid;
 
 /// Generated Protobuf types and gRPC services of the peer protocol.

@@ -5,3 +5,8 @@
 //! log on sled with group commit, `acceptedEpoch` / `currentEpoch`, fuzzy snapshots streamed
 //! in chunks, and `ZkDatabase::open` (newest valid snapshot + log replay).
 //! It knows nothing of the network.
+
+pub mod db;
+pub mod log;
+pub mod snapshot;
+pub mod tree;

@@ -1,0 +1,1 @@
+//! Typed Rust form of the replicated txn (`proto/txn.proto`).

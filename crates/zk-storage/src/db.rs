@@ -1,0 +1,1 @@
+//! The database of one node: snapshot + log replay.

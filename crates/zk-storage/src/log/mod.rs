@@ -1,0 +1,1 @@
+//! The durable txn log and epochs.
