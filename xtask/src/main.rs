@@ -6,6 +6,8 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
+mod cluster;
+
 #[derive(Parser)]
 #[command(
     name = "cargo xtask",
@@ -20,11 +22,15 @@ struct Cli {
 enum Cmd {
     /// Run every check CI runs: formatting, clippy, the whole test suite.
     Ci,
+    /// Launch and operate a local ensemble (`up`, `status`, `stop N`, `start N`, `kill N`,
+    /// `down`, `logs N`).
+    Cluster(cluster::ClusterArgs),
 }
 
 fn main() -> Result<()> {
     match Cli::parse().cmd {
         Cmd::Ci => ci(),
+        Cmd::Cluster(args) => cluster::run(args),
     }
 }
 
