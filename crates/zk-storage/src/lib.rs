@@ -7,6 +7,7 @@
 //! It knows nothing of the network.
 
 pub mod db;
+mod fsio;
 pub mod log;
 pub mod snapshot;
 pub mod tree;
