@@ -13,4 +13,5 @@
 //! * [`watch`]: the watch manager (one-shot, persistent and recursive watches).
 //! * [`session`]: the session tracker (expiry buckets, ids, passwords), time as an input.
 
+pub mod acl;
 pub mod config;
