@@ -1,5 +1,20 @@
 //! ZooKeeper's FastLeaderElection (`electionAlg=3`) as a library.
 //!
-//! This crate will own a sans-IO election core (notifications and ticks in, notifications
-//! and a decision out) and a tonic transport with one bidirectional stream per pair of
-//! peers. It knows nothing of znodes.
+//! * [`Election`]: the sans-IO core. Notifications, ticks and peer up/down go in
+//!   ([`Input`]); notifications to send and the [`Decision`] come out ([`Output`]).
+//! * [`Vote`] with ZooKeeper's order (epoch, then zxid, then sid), [`QuorumVerifier`]
+//!   with [`Majority`] and [`Weighted`] quorums (observers never vote).
+//!
+//! It knows nothing of znodes.
+
+#![deny(missing_docs)]
+
+pub mod core;
+pub mod error;
+pub mod quorum;
+pub mod vote;
+
+pub use crate::core::{CoreConfig, Election, Input, Output};
+pub use crate::error::{DecodeError, ElectionError, InvariantViolation};
+pub use crate::quorum::{Majority, QuorumVerifier, Weighted};
+pub use crate::vote::{Decision, Notification, PeerState, Sid, Vote};

@@ -1,0 +1,676 @@
+//! The sans-IO FastLeaderElection state machine.
+//!
+//! [`Election`] holds what ZooKeeper's `FastLeaderElection` keeps between polls of its
+//! receive queue (`logicalclock`, the proposal, `recvset`, `outofelection`, the
+//! notification timeout) and what its `WorkerReceiver` does for peers (answer LOOKING
+//! peers with our vote). Inputs are notifications, ticks carrying the current time, and
+//! peer connectivity; outputs are notifications to send and the [`Decision`]. It reads no
+//! clock, spawns nothing and does no I/O.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use tracing::{debug, info, warn};
+use zk_proto::zxid::Zxid;
+
+use crate::error::{ElectionError, InvariantViolation};
+use crate::quorum::QuorumVerifier;
+use crate::vote::{Decision, Notification, PeerState, Sid, Vote};
+
+/// ZooKeeper's `finalizeWait` and `minNotificationInterval`: 200 ms.
+pub const DEFAULT_FINALIZE_WAIT_MS: u64 = 200;
+/// ZooKeeper's `maxNotificationInterval`: 60 s.
+pub const DEFAULT_MAX_NOTIFICATION_INTERVAL_MS: u64 = 60_000;
+
+/// Timing knobs of the election core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoreConfig {
+    /// This node's sid.
+    pub myid: Sid,
+    /// How long a quorum must agree, with no better vote arriving, before deciding.
+    pub finalize_wait_ms: u64,
+    /// The first notification timeout; it doubles while nothing arrives.
+    pub min_notification_interval_ms: u64,
+    /// The cap of the doubling notification timeout.
+    pub max_notification_interval_ms: u64,
+}
+
+impl CoreConfig {
+    /// ZooKeeper's defaults: finalize wait 200 ms, notification interval 200 ms doubling
+    /// up to 60 s.
+    pub const fn new(myid: Sid) -> Self {
+        CoreConfig {
+            myid,
+            finalize_wait_ms: DEFAULT_FINALIZE_WAIT_MS,
+            min_notification_interval_ms: DEFAULT_FINALIZE_WAIT_MS,
+            max_notification_interval_ms: DEFAULT_MAX_NOTIFICATION_INTERVAL_MS,
+        }
+    }
+}
+
+/// An input to [`Election::step`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// The current time in milliseconds (any monotonic origin).
+    Tick {
+        /// Now, in ms.
+        now_ms: u64,
+    },
+    /// A notification received from a peer (its `sid` is the authenticated sender).
+    Receive(Notification),
+    /// The connection to a peer is up.
+    PeerUp(Sid),
+    /// The connection to a peer is lost.
+    PeerDown(Sid),
+}
+
+/// An output of the election core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Send a notification to a peer. Only the newest unsent notification per peer matters.
+    Send {
+        /// The recipient.
+        to: Sid,
+        /// The notification.
+        notification: Notification,
+    },
+    /// The election is over for this node.
+    Decided(Decision),
+}
+
+/// A vote as kept in `recvset` / `outofelection` (ZooKeeper's `Vote` with state).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Recorded {
+    vote: Vote,
+    election_epoch: i64,
+    state: PeerState,
+}
+
+impl Recorded {
+    /// ZooKeeper's `Vote.equals`: LOOKING votes must match fully; votes of peers out of
+    /// the election match on leader and epoch only (their zxid and round may differ).
+    fn agrees(&self, other: &Recorded) -> bool {
+        if self.state == PeerState::Looking || other.state == PeerState::Looking {
+            self.vote == other.vote && self.election_epoch == other.election_epoch
+        } else {
+            self.vote.leader == other.vote.leader && self.vote.peer_epoch == other.vote.peer_epoch
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Never started an election; notifications are kept for the first round.
+    Idle,
+    Looking,
+    Decided,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Finalize {
+    deadline_ms: u64,
+    acks: BTreeSet<Sid>,
+}
+
+/// The FastLeaderElection state machine of one node.
+///
+/// ```
+/// use std::sync::Arc;
+/// use zk_election::{CoreConfig, Election, Input, Majority, Output, PeerState};
+///
+/// // A one-voter ensemble elects itself after the finalize wait.
+/// let q = Arc::new(Majority::new([1], []).unwrap());
+/// let mut e = Election::new(CoreConfig::new(1), q).unwrap();
+/// assert!(e.start_election(0, 0x1_0000_0005, 1).is_empty());
+/// let out = e.step(Input::Tick { now_ms: 200 });
+/// match out.as_slice() {
+///     [Output::Decided(d)] => assert_eq!((d.leader(), d.state), (1, PeerState::Leading)),
+///     other => panic!("{other:?}"),
+/// }
+/// ```
+#[derive(Debug)]
+pub struct Election {
+    cfg: CoreConfig,
+    quorum: Arc<dyn QuorumVerifier>,
+    now_ms: u64,
+    phase: Phase,
+    state: PeerState,
+    logical_clock: i64,
+    init: Vote,
+    proposal: Vote,
+    /// The established vote and the round it was decided in (when not LOOKING).
+    current: Option<(Vote, i64)>,
+    recvset: BTreeMap<Sid, Recorded>,
+    outofelection: BTreeMap<Sid, Recorded>,
+    not_timeout_ms: u64,
+    next_resend_ms: u64,
+    finalize: Option<Finalize>,
+    /// Newest notification per sid received before the first election (bounded by the
+    /// number of members).
+    early: BTreeMap<Sid, Notification>,
+    connected: BTreeSet<Sid>,
+    out: Vec<Output>,
+}
+
+impl Election {
+    /// Creates an idle core. Fails when `myid` is not a member of the configuration or
+    /// the timing knobs are inconsistent.
+    pub fn new(cfg: CoreConfig, quorum: Arc<dyn QuorumVerifier>) -> Result<Self, ElectionError> {
+        if !quorum.is_member(cfg.myid) {
+            return Err(ElectionError::Config(format!(
+                "myid {} is neither a voter nor an observer",
+                cfg.myid
+            )));
+        }
+        if cfg.min_notification_interval_ms == 0
+            || cfg.min_notification_interval_ms > cfg.max_notification_interval_ms
+        {
+            return Err(ElectionError::Config(format!(
+                "notification interval must satisfy 0 < min ({}) <= max ({})",
+                cfg.min_notification_interval_ms, cfg.max_notification_interval_ms
+            )));
+        }
+        let init = Vote::non_voter(cfg.myid);
+        Ok(Election {
+            not_timeout_ms: cfg.min_notification_interval_ms,
+            cfg,
+            quorum,
+            now_ms: 0,
+            phase: Phase::Idle,
+            state: PeerState::Looking,
+            logical_clock: 0,
+            init,
+            proposal: init,
+            current: None,
+            recvset: BTreeMap::new(),
+            outofelection: BTreeMap::new(),
+            next_resend_ms: 0,
+            finalize: None,
+            early: BTreeMap::new(),
+            connected: BTreeSet::new(),
+            out: Vec::new(),
+        })
+    }
+
+    /// This node's sid.
+    pub fn myid(&self) -> Sid {
+        self.cfg.myid
+    }
+
+    /// This node's state.
+    pub fn state(&self) -> PeerState {
+        self.state
+    }
+
+    /// True while an election is running.
+    pub fn is_looking(&self) -> bool {
+        self.phase == Phase::Looking
+    }
+
+    /// The logical clock (election round).
+    pub fn logical_clock(&self) -> i64 {
+        self.logical_clock
+    }
+
+    /// The vote this node currently proposes (while LOOKING) or follows (after).
+    pub fn current_vote(&self) -> Vote {
+        match self.current {
+            Some((v, _)) if self.phase == Phase::Decided => v,
+            _ => self.proposal,
+        }
+    }
+
+    /// The quorum verifier.
+    pub fn quorum(&self) -> &Arc<dyn QuorumVerifier> {
+        &self.quorum
+    }
+
+    /// The peers whose connection is currently up.
+    pub fn connected_peers(&self) -> &BTreeSet<Sid> {
+        &self.connected
+    }
+
+    /// When the core next needs a [`Input::Tick`] (absolute ms), if ever.
+    pub fn next_deadline_ms(&self) -> Option<u64> {
+        if self.phase != Phase::Looking {
+            return None;
+        }
+        Some(match &self.finalize {
+            Some(f) => f.deadline_ms,
+            None => self.next_resend_ms,
+        })
+    }
+
+    /// Starts a new round (`lookForLeader`): increments the logical clock, proposes the
+    /// initial self-vote `(myid, lastLoggedZxid, currentEpoch)` and broadcasts it.
+    pub fn start_election(
+        &mut self,
+        now_ms: u64,
+        last_logged_zxid: Zxid,
+        current_epoch: i64,
+    ) -> Vec<Output> {
+        self.now_ms = self.now_ms.max(now_ms);
+        self.phase = Phase::Looking;
+        self.state = PeerState::Looking;
+        self.logical_clock = self.logical_clock.saturating_add(1);
+        self.init = if self.is_voter() {
+            Vote::initial(self.cfg.myid, last_logged_zxid, current_epoch)
+        } else {
+            Vote::non_voter(self.cfg.myid)
+        };
+        self.proposal = self.init;
+        self.current = None;
+        self.recvset.clear();
+        self.outofelection.clear();
+        self.finalize = None;
+        self.not_timeout_ms = self.cfg.min_notification_interval_ms;
+        self.next_resend_ms = self.now_ms.saturating_add(self.not_timeout_ms);
+        info!(
+            round = self.logical_clock,
+            zxid = format_args!("{:#x}", self.init.zxid),
+            peer_epoch = self.init.peer_epoch,
+            "new election"
+        );
+        self.send_notifications();
+        self.check_looking_quorum();
+        let early = std::mem::take(&mut self.early);
+        for n in early.into_values() {
+            if self.phase != Phase::Looking {
+                break;
+            }
+            self.receive(n);
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    /// Records the node's established vote and state after the decision (e.g. when the
+    /// server's Zab layer changed them); LOOKING peers are answered with it.
+    pub fn set_established(&mut self, vote: Vote, state: PeerState) {
+        if state == PeerState::Looking {
+            warn!("set_established with LOOKING ignored; call start_election instead");
+            return;
+        }
+        let round = self.current.map_or(self.logical_clock, |(_, r)| r);
+        self.phase = Phase::Decided;
+        self.state = state;
+        self.current = Some((vote, round));
+        self.recvset.clear();
+        self.outofelection.clear();
+        self.finalize = None;
+    }
+
+    /// Feeds one input and returns what to do.
+    pub fn step(&mut self, input: Input) -> Vec<Output> {
+        match input {
+            Input::Tick { now_ms } => self.tick(now_ms),
+            Input::Receive(n) => self.receive(n),
+            Input::PeerUp(sid) => {
+                if sid != self.cfg.myid && self.quorum.is_member(sid) {
+                    self.connected.insert(sid);
+                    // ZooKeeper resends the last message when a connection (re)opens.
+                    if self.phase == Phase::Looking && self.quorum.is_voter(sid) {
+                        let n = self.notification(
+                            PeerState::Looking,
+                            self.proposal,
+                            self.logical_clock,
+                        );
+                        self.send(sid, n);
+                    }
+                }
+            }
+            Input::PeerDown(sid) => {
+                self.connected.remove(&sid);
+            }
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    /// Checks the core's internal invariants (called by tests after every step).
+    pub fn validate(&self) -> Result<(), InvariantViolation> {
+        let fail = |m: String| Err(InvariantViolation(format!("node {}: {m}", self.cfg.myid)));
+        match self.phase {
+            Phase::Looking | Phase::Idle => {
+                if self.state != PeerState::Looking {
+                    return fail(format!("phase {:?} with state {}", self.phase, self.state));
+                }
+            }
+            Phase::Decided => {
+                if self.state == PeerState::Looking || self.current.is_none() {
+                    return fail("decided without an established vote".into());
+                }
+                if !self.recvset.is_empty() || self.finalize.is_some() {
+                    return fail("decided with election state left over".into());
+                }
+            }
+        }
+        if self.phase == Phase::Looking {
+            if self.proposal < self.init {
+                return fail(format!(
+                    "proposal {:?} below initial vote {:?}",
+                    self.proposal, self.init
+                ));
+            }
+            if self.proposal != self.init && !self.quorum.is_voter(self.proposal.leader) {
+                return fail(format!("proposal for non-voter {}", self.proposal.leader));
+            }
+            if let Some((sid, r)) = self
+                .recvset
+                .iter()
+                .find(|(_, r)| r.election_epoch != self.logical_clock)
+            {
+                return fail(format!(
+                    "recvset entry of {sid} from round {} in round {}",
+                    r.election_epoch, self.logical_clock
+                ));
+            }
+            if let Some(f) = &self.finalize
+                && !self.quorum.contains_quorum(&f.acks)
+            {
+                return fail("finalizing without a quorum".into());
+            }
+        }
+        if self
+            .recvset
+            .keys()
+            .chain(self.outofelection.keys())
+            .any(|s| !self.quorum.is_voter(*s))
+        {
+            return fail("vote recorded from a non-voter".into());
+        }
+        if self.not_timeout_ms < self.cfg.min_notification_interval_ms
+            || self.not_timeout_ms > self.cfg.max_notification_interval_ms
+        {
+            return fail(format!(
+                "notification timeout {} out of bounds",
+                self.not_timeout_ms
+            ));
+        }
+        let members = self.quorum.voters().len() + self.quorum.observers().len();
+        if self.early.len() > members {
+            return fail("early-notification buffer over its bound".into());
+        }
+        Ok(())
+    }
+
+    fn is_voter(&self) -> bool {
+        self.quorum.is_voter(self.cfg.myid)
+    }
+
+    fn notification(&self, state: PeerState, vote: Vote, election_epoch: i64) -> Notification {
+        Notification {
+            sid: self.cfg.myid,
+            state,
+            vote,
+            election_epoch,
+            config_version: self.quorum.version(),
+        }
+    }
+
+    fn send(&mut self, to: Sid, notification: Notification) {
+        self.out.push(Output::Send { to, notification });
+    }
+
+    /// `totalOrderPredicate`: the new vote wins if its leader votes and it is larger.
+    fn better(&self, new: &Vote, cur: &Vote) -> bool {
+        self.quorum.weight(new.leader) > 0 && new > cur
+    }
+
+    /// Sends our proposal to every voter and records it as our own vote (ZooKeeper
+    /// delivers the notification to itself).
+    fn send_notifications(&mut self) {
+        let n = self.notification(PeerState::Looking, self.proposal, self.logical_clock);
+        let voters: Vec<Sid> = self.quorum.voters().iter().copied().collect();
+        for sid in voters {
+            if sid == self.cfg.myid {
+                self.recvset.insert(
+                    sid,
+                    Recorded {
+                        vote: self.proposal,
+                        election_epoch: self.logical_clock,
+                        state: PeerState::Looking,
+                    },
+                );
+            } else {
+                self.send(sid, n);
+            }
+        }
+    }
+
+    fn tick(&mut self, now_ms: u64) {
+        self.now_ms = self.now_ms.max(now_ms);
+        if self.phase == Phase::Looking {
+            if let Some(f) = &self.finalize {
+                if self.now_ms >= f.deadline_ms {
+                    let acks = f.acks.clone();
+                    self.decide(self.proposal, self.logical_clock, acks, false);
+                }
+            } else if self.now_ms >= self.next_resend_ms {
+                self.send_notifications();
+                self.not_timeout_ms = self
+                    .not_timeout_ms
+                    .saturating_mul(2)
+                    .min(self.cfg.max_notification_interval_ms);
+                self.next_resend_ms = self.now_ms.saturating_add(self.not_timeout_ms);
+                debug!(timeout_ms = self.not_timeout_ms, "notification time out");
+            }
+        }
+    }
+
+    /// `WorkerReceiver` plus the body of `lookForLeader`'s loop.
+    fn receive(&mut self, n: Notification) {
+        if n.sid == self.cfg.myid {
+            warn!(
+                sid = n.sid,
+                "notification claiming to come from myself dropped"
+            );
+            return;
+        }
+        if !self.quorum.is_member(n.sid) {
+            warn!(sid = n.sid, "notification from an unknown sid dropped");
+            return;
+        }
+        if !self.quorum.is_voter(n.sid) {
+            // A non-voter (observer) is answered right away with our current vote.
+            if self.phase != Phase::Idle {
+                let reply = self.notification(self.state, self.current_vote(), self.logical_clock);
+                self.send(n.sid, reply);
+            }
+            return;
+        }
+        match self.phase {
+            Phase::Idle => {
+                self.early.insert(n.sid, n);
+            }
+            Phase::Decided => {
+                if n.state == PeerState::Looking
+                    && let Some((vote, round)) = self.current
+                {
+                    let reply = self.notification(self.state, vote, round);
+                    self.send(n.sid, reply);
+                }
+            }
+            Phase::Looking => {
+                // A voter answers a LOOKING peer that is behind in rounds. (Observers
+                // skip this: voters ignore their votes, and it could ping-pong.)
+                if n.state == PeerState::Looking
+                    && n.election_epoch < self.logical_clock
+                    && self.is_voter()
+                {
+                    let reply =
+                        self.notification(PeerState::Looking, self.proposal, self.logical_clock);
+                    self.send(n.sid, reply);
+                }
+                self.next_resend_ms = self.now_ms.saturating_add(self.not_timeout_ms);
+                self.looking_receive(n);
+            }
+        }
+    }
+
+    fn looking_receive(&mut self, n: Notification) {
+        if !self.quorum.is_voter(n.vote.leader) {
+            warn!(
+                sid = n.sid,
+                leader = n.vote.leader,
+                "vote for a non-voter ignored"
+            );
+            return;
+        }
+        if self.finalize.is_some() {
+            if self.better(&n.vote, &self.proposal) {
+                debug!(sid = n.sid, "better vote during the finalize wait");
+                self.finalize = None;
+            } else {
+                // ZooKeeper consumes notifications that do not change the outcome.
+                return;
+            }
+        }
+        match n.state {
+            PeerState::Looking if !self.is_voter() => {
+                // Deliberate difference from ZooKeeper: an observer never decides from
+                // LOOKING votes. Voters do not send it their broadcasts, so it would
+                // decide on a snapshot of proposals that may still change; it waits for a
+                // leader that a quorum follows and that says it leads (below).
+            }
+            PeerState::Looking => {
+                if self.init.zxid == -1 || n.vote.zxid == -1 {
+                    debug!(sid = n.sid, "notification ignored: zxid -1");
+                    return;
+                }
+                if n.election_epoch > self.logical_clock {
+                    self.logical_clock = n.election_epoch;
+                    self.recvset.clear();
+                    self.proposal = if self.better(&n.vote, &self.init) {
+                        n.vote
+                    } else {
+                        self.init
+                    };
+                    self.send_notifications();
+                } else if n.election_epoch < self.logical_clock {
+                    return;
+                } else if self.better(&n.vote, &self.proposal) {
+                    self.proposal = n.vote;
+                    self.send_notifications();
+                }
+                self.recvset.insert(
+                    n.sid,
+                    Recorded {
+                        vote: n.vote,
+                        election_epoch: n.election_epoch,
+                        state: PeerState::Looking,
+                    },
+                );
+                self.check_looking_quorum();
+            }
+            PeerState::Observing => {}
+            PeerState::Following | PeerState::Leading => {
+                let rec = Recorded {
+                    vote: n.vote,
+                    election_epoch: n.election_epoch,
+                    state: n.state,
+                };
+                if n.election_epoch == self.logical_clock {
+                    self.recvset.insert(n.sid, rec);
+                    let acks = agreeing(&self.recvset, &rec);
+                    if self.quorum.contains_quorum(&acks)
+                        && self.check_leader(&self.recvset, n.vote.leader, n.election_epoch)
+                    {
+                        self.decide(n.vote, n.election_epoch, acks, true);
+                        return;
+                    }
+                }
+                // ZOOKEEPER-1732: join an established leader once a quorum follows it.
+                // (Bounded: only voters get here, one entry each.)
+                self.outofelection.insert(n.sid, rec);
+                let acks = agreeing(&self.outofelection, &rec);
+                if self.quorum.contains_quorum(&acks)
+                    && self.check_leader(&self.outofelection, n.vote.leader, n.election_epoch)
+                {
+                    self.logical_clock = n.election_epoch;
+                    self.decide(n.vote, n.election_epoch, acks, true);
+                }
+            }
+        }
+    }
+
+    /// `checkLeader`: a leader other than me must itself say it is LEADING; if it is me,
+    /// the round must be mine.
+    fn check_leader(
+        &self,
+        votes: &BTreeMap<Sid, Recorded>,
+        leader: Sid,
+        election_epoch: i64,
+    ) -> bool {
+        if leader != self.cfg.myid {
+            votes
+                .get(&leader)
+                .is_some_and(|r| r.state == PeerState::Leading)
+        } else {
+            self.logical_clock == election_epoch
+        }
+    }
+
+    fn check_looking_quorum(&mut self) {
+        if self.phase != Phase::Looking || self.finalize.is_some() {
+            return;
+        }
+        let mine = Recorded {
+            vote: self.proposal,
+            election_epoch: self.logical_clock,
+            state: PeerState::Looking,
+        };
+        let acks = agreeing(&self.recvset, &mine);
+        if self.quorum.contains_quorum(&acks) {
+            let deadline_ms = self.now_ms.saturating_add(self.cfg.finalize_wait_ms);
+            debug!(
+                leader = self.proposal.leader,
+                ?acks,
+                "quorum agrees; finalize wait"
+            );
+            if deadline_ms <= self.now_ms {
+                self.decide(self.proposal, self.logical_clock, acks, false);
+            } else {
+                self.finalize = Some(Finalize { deadline_ms, acks });
+            }
+        }
+    }
+
+    fn decide(&mut self, vote: Vote, election_epoch: i64, acks: BTreeSet<Sid>, joined: bool) {
+        let state = if vote.leader == self.cfg.myid {
+            PeerState::Leading
+        } else if self.is_voter() {
+            PeerState::Following
+        } else {
+            PeerState::Observing
+        };
+        info!(
+            leader = vote.leader,
+            zxid = format_args!("{:#x}", vote.zxid),
+            peer_epoch = vote.peer_epoch,
+            round = election_epoch,
+            %state,
+            joined,
+            "election decided"
+        );
+        self.phase = Phase::Decided;
+        self.state = state;
+        self.current = Some((vote, election_epoch));
+        self.recvset.clear();
+        self.outofelection.clear();
+        self.finalize = None;
+        self.out.push(Output::Decided(Decision {
+            vote,
+            election_epoch,
+            state,
+            quorum: acks.into_iter().collect(),
+            joined_established: joined,
+        }));
+    }
+}
+
+fn agreeing(votes: &BTreeMap<Sid, Recorded>, target: &Recorded) -> BTreeSet<Sid> {
+    votes
+        .iter()
+        .filter(|(_, r)| r.agrees(target))
+        .map(|(s, _)| *s)
+        .collect()
+}
