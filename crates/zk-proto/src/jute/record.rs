@@ -296,8 +296,8 @@ impl Record for Acl {
     }
 }
 
-/// Size of an encoded [`Stat`]: 7 longs and 4 ints.
-pub const STAT_LEN: usize = 7 * 8 + 4 * 4;
+/// Size of an encoded [`Stat`]: 6 longs and 5 ints.
+pub const STAT_LEN: usize = 6 * 8 + 5 * 4;
 
 impl Record for Stat {
     const MIN_LEN: usize = STAT_LEN;
