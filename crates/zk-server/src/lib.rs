@@ -15,3 +15,4 @@
 
 pub mod acl;
 pub mod config;
+pub mod watch;
