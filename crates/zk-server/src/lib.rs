@@ -15,4 +15,5 @@
 
 pub mod acl;
 pub mod config;
+pub mod session;
 pub mod watch;
