@@ -1,0 +1,237 @@
+//! DataTree benchmarks: get / setData / create ops, snapshot view + write and restore of
+//! 1M znodes of 100 B, and memory per znode measured with a counting global allocator.
+//!
+//! Run: `cargo bench -p zk-storage --bench tree`. The memory and snapshot figures are
+//! printed before divan's table.
+
+use std::hint::black_box;
+use std::io::{self, BufReader};
+use std::sync::LazyLock;
+use std::time::Instant;
+
+use cap::Cap;
+use divan::Bencher;
+use zk_proto::data::{Acl, OpCode};
+use zk_proto::txn::{Txn, TxnEntry, TxnHeader};
+use zk_storage::tree::DataTree;
+
+#[global_allocator]
+static ALLOC: Cap<std::alloc::System> = Cap::new(std::alloc::System, usize::MAX);
+
+/// Nodes in the big trees: `DIRS` directories of `PER_DIR` children.
+const DIRS: usize = 1000;
+const PER_DIR: usize = 1000;
+const DATA_LEN: usize = 100;
+
+fn entry(zxid: i64, op: OpCode, txn: Txn) -> TxnEntry {
+    TxnEntry {
+        header: TxnHeader {
+            client_id: 1,
+            cxid: 1,
+            zxid,
+            time: 1_700_000_000_000 + zxid,
+            op,
+        },
+        txn,
+    }
+}
+
+fn leaf_path(d: usize, n: usize) -> String {
+    format!("/app/d{d:04}/node-{n:010}")
+}
+
+/// A tree of `dirs` × `per_dir` nodes of 100 B under `/app`, built by applying txns.
+fn build(dirs: usize, per_dir: usize) -> DataTree {
+    let mut tree = DataTree::new();
+    let mut zxid = 0x1_0000_0000i64;
+    let mut create = |tree: &mut DataTree, path: String, data: Vec<u8>| {
+        zxid += 1;
+        let out = tree.apply(&entry(
+            zxid,
+            OpCode::Create,
+            Txn::Create {
+                path,
+                data,
+                acl: Acl::open_unsafe(),
+                ephemeral: false,
+                parent_cversion: -1,
+            },
+        ));
+        assert!(out.is_ok(), "{out:?}");
+    };
+    create(&mut tree, "/app".into(), Vec::new());
+    for d in 0..dirs {
+        create(&mut tree, format!("/app/d{d:04}"), Vec::new());
+        for n in 0..per_dir {
+            create(&mut tree, leaf_path(d, n), vec![b'x'; DATA_LEN]);
+        }
+    }
+    tree
+}
+
+static BIG: LazyLock<DataTree> = LazyLock::new(|| build(DIRS, PER_DIR));
+static BIG_SNAPSHOT: LazyLock<Vec<u8>> = LazyLock::new(|| {
+    let mut buf = Vec::new();
+    BIG.snapshot_view()
+        .write_to(&mut buf)
+        .expect("write to a Vec");
+    buf
+});
+
+fn report() {
+    let n = DIRS * PER_DIR;
+    let before = ALLOC.allocated();
+    let t = Instant::now();
+    let tree = build(DIRS, PER_DIR);
+    let build_s = t.elapsed().as_secs_f64();
+    let after = ALLOC.allocated();
+    let nodes = tree.node_count();
+    let bytes = after.saturating_sub(before) as f64;
+    println!(
+        "memory: {nodes} znodes of {DATA_LEN} B: {:.1} MB allocated, {:.1} B per znode, \
+         {:.1} B per znode beyond its data (build {:.2} s, {:.0} creates/s)",
+        bytes / 1e6,
+        bytes / n as f64,
+        bytes / n as f64 - DATA_LEN as f64,
+        build_s,
+        n as f64 / build_s
+    );
+
+    let t = Instant::now();
+    let view = tree.snapshot_view();
+    let view_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let mut sink = io::sink();
+    let written = view.write_to(&mut sink).expect("write to sink");
+    let write_s = t.elapsed().as_secs_f64();
+    println!(
+        "snapshot: view {:.3} ms, write {:.3} s ({:.1} MB, {:.0} MB/s) for {nodes} znodes",
+        view_s * 1e3,
+        write_s,
+        written as f64 / 1e6,
+        written as f64 / 1e6 / write_s
+    );
+
+    let mut buf = Vec::with_capacity(written as usize);
+    view.write_to(&mut buf).expect("write to a Vec");
+    drop(view);
+    let t = Instant::now();
+    let restored = DataTree::read_from(&mut BufReader::new(&buf[..])).expect("restore");
+    let restore_s = t.elapsed().as_secs_f64();
+    assert_eq!(restored.digest(), tree.digest());
+    println!("restore: {restore_s:.3} s for {nodes} znodes (digest equal)");
+
+    // Cost of writes while a view is held: every touched chunk is copied once.
+    let mut tree = tree;
+    let view = tree.snapshot_view();
+    let before = ALLOC.allocated();
+    let t = Instant::now();
+    for (i, d) in (0..DIRS).enumerate() {
+        let out = tree.apply(&entry(
+            0x2_0000_0000 + i as i64,
+            OpCode::SetData,
+            Txn::SetData {
+                path: leaf_path(d, 0),
+                data: vec![b'y'; DATA_LEN],
+                version: 1,
+            },
+        ));
+        assert!(out.is_ok());
+    }
+    println!(
+        "copy-on-write: {DIRS} setData spread over the tree while a view is held: {:.2} ms, \
+         {:.1} MB copied",
+        t.elapsed().as_secs_f64() * 1e3,
+        ALLOC.allocated().saturating_sub(before) as f64 / 1e6
+    );
+    drop(view);
+}
+
+fn main() {
+    report();
+    divan::main();
+}
+
+#[divan::bench]
+fn get(bencher: Bencher) {
+    let tree = &*BIG;
+    let mut i = 0usize;
+    bencher
+        .with_inputs(|| {
+            i = i.wrapping_add(7919);
+            leaf_path(i % DIRS, (i / DIRS) % PER_DIR)
+        })
+        .bench_local_refs(|path| {
+            let node = tree.get(path).expect("node exists");
+            black_box((node.stat(), node.data().len()))
+        });
+}
+
+#[divan::bench]
+fn get_children_1000(bencher: Bencher) {
+    let tree = &*BIG;
+    bencher.bench_local(|| black_box(tree.children("/app/d0500").map(|c| c.len())));
+}
+
+#[divan::bench]
+fn set_data(bencher: Bencher) {
+    let mut tree = build(100, 1000);
+    let mut i = 0usize;
+    let mut zxid = 0x2_0000_0000i64;
+    bencher
+        .with_inputs(|| {
+            i = i.wrapping_add(7919);
+            zxid += 1;
+            entry(
+                zxid,
+                OpCode::SetData,
+                Txn::SetData {
+                    path: leaf_path(i % 100, (i / 100) % 1000),
+                    data: vec![b'z'; DATA_LEN],
+                    version: 1,
+                },
+            )
+        })
+        .bench_local_refs(|e| black_box(tree.apply(e).err));
+}
+
+#[divan::bench]
+fn create(bencher: Bencher) {
+    let mut tree = build(10, 10);
+    let mut zxid = 0x2_0000_0000i64;
+    bencher
+        .with_inputs(|| {
+            zxid += 1;
+            entry(
+                zxid,
+                OpCode::Create,
+                Txn::Create {
+                    path: format!("/app/d{:04}/c{zxid}", zxid % 10),
+                    data: vec![b'c'; DATA_LEN],
+                    acl: Acl::open_unsafe(),
+                    ephemeral: false,
+                    parent_cversion: -1,
+                },
+            )
+        })
+        .bench_local_refs(|e| black_box(tree.apply(e).err));
+}
+
+#[divan::bench(sample_count = 5, sample_size = 1)]
+fn snapshot_view_and_write_1m(bencher: Bencher) {
+    let tree = &*BIG;
+    bencher.bench_local(|| {
+        let view = tree.snapshot_view();
+        view.write_to(&mut io::sink()).expect("write to sink")
+    });
+}
+
+#[divan::bench(sample_count = 5, sample_size = 1)]
+fn restore_1m(bencher: Bencher) {
+    let buf = &*BIG_SNAPSHOT;
+    bencher.bench_local(|| {
+        DataTree::read_from(&mut BufReader::new(&buf[..]))
+            .expect("restore")
+            .node_count()
+    });
+}

@@ -1,0 +1,449 @@
+//! Applying replicated txns to the tree (ZooKeeper's `DataTree.processTxn`).
+
+use std::sync::Arc;
+
+use zk_proto::data::{Acl, ErrorCode, EventType, OpCode, Stat};
+use zk_proto::txn::{Txn, TxnEntry, TxnHeader};
+use zk_proto::zxid::Zxid;
+
+use super::arena::StatPersisted;
+use super::{CONTAINER_EPHEMERAL_OWNER, DataTree, NodeKind, client_stat, split_parent};
+use super::{ttl_ephemeral_owner, validate_path};
+
+/// A watch to fire: the server's watch manager delivers `event` to the watches on `path`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchTrigger {
+    /// The znode.
+    pub path: String,
+    /// NodeCreated, NodeDeleted, NodeDataChanged or NodeChildrenChanged.
+    pub event: EventType,
+}
+
+/// The result of one op (a whole txn, or one member of a multi).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpOutcome {
+    /// The op code applied (`Error` for the members of a failed multi).
+    pub op: OpCode,
+    /// `Ok` or why the op failed.
+    pub err: ErrorCode,
+    /// The path acted on (the created path for creates).
+    pub path: Option<String>,
+    /// The node's stat after a successful create, setData or setACL.
+    pub stat: Option<Stat>,
+}
+
+impl OpOutcome {
+    fn new(op: OpCode, err: ErrorCode) -> Self {
+        OpOutcome {
+            op,
+            err,
+            path: None,
+            stat: None,
+        }
+    }
+}
+
+/// What [`DataTree::apply`] did (ZooKeeper's `ProcessTxnResult` plus the watch triggers):
+/// everything the server needs to answer the client and fire watches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplyOutcome {
+    /// Session of the request.
+    pub client_id: i64,
+    /// The client's xid.
+    pub cxid: i32,
+    /// zxid of the txn.
+    pub zxid: Zxid,
+    /// Op code of the header.
+    pub op: OpCode,
+    /// `Ok`, the error of the op, or for a multi the first error of its members.
+    pub err: ErrorCode,
+    /// The path acted on (not for multi and sessions).
+    pub path: Option<String>,
+    /// The stat after create/setData/setACL.
+    pub stat: Option<Stat>,
+    /// One result per member of a multi, in order.
+    pub multi: Vec<OpOutcome>,
+    /// Watches to fire, in ZooKeeper's order.
+    pub triggers: Vec<WatchTrigger>,
+}
+
+impl ApplyOutcome {
+    /// True when the txn applied without error.
+    pub fn is_ok(&self) -> bool {
+        self.err == ErrorCode::Ok
+    }
+}
+
+fn trigger(triggers: &mut Vec<WatchTrigger>, path: &str, event: EventType) {
+    triggers.push(WatchTrigger {
+        path: path.to_string(),
+        event,
+    });
+}
+
+impl DataTree {
+    /// Applies one txn. Deterministic: the same txns applied to equal trees give equal
+    /// trees and outcomes, and time comes only from the header.
+    ///
+    /// Failures are reported in the outcome, never by panicking, and leave the tree as
+    /// ZooKeeper's `DataTree` would: a create whose parent is missing is `NoNode`, one
+    /// whose node exists is `NodeExists` (and still raises the parent's cversion and pzxid
+    /// to the txn's, as ZooKeeper does for fuzzy-snapshot replay), a delete of a missing
+    /// node is `NoNode` (after advancing the parent's pzxid). Beyond ZooKeeper, a delete of
+    /// a node that still has children is refused with `NotEmpty` and a create under an
+    /// ephemeral with `NoChildrenForEphemerals`, so that no input can orphan a node;
+    /// malformed paths are `BadArguments`.
+    ///
+    /// A multi whose members include an error txn applies nothing: each member before the
+    /// first error reports `Ok`, error members report their own code, and the other
+    /// members after it `RuntimeInconsistency` (ZooKeeper's rule). A multi without error
+    /// members applies each member in order; during fuzzy-snapshot replay a member may
+    /// fail (`NodeExists`, …) while the others still apply, which is what makes the
+    /// replayed tree converge, exactly as in ZooKeeper.
+    pub fn apply(&mut self, entry: &TxnEntry) -> ApplyOutcome {
+        let h = &entry.header;
+        let mut out = ApplyOutcome {
+            client_id: h.client_id,
+            cxid: h.cxid,
+            zxid: h.zxid,
+            op: h.op,
+            err: ErrorCode::Ok,
+            path: None,
+            stat: None,
+            multi: Vec::new(),
+            triggers: Vec::new(),
+        };
+        match &entry.txn {
+            Txn::Multi(members) if h.op == OpCode::Multi => {
+                let failed = members
+                    .iter()
+                    .any(|m| m.op == OpCode::Error || matches!(m.txn, Txn::Error { .. }));
+                let mut post_failed = false;
+                for m in members {
+                    let sub = if failed {
+                        match m.txn {
+                            Txn::Error { err } => {
+                                post_failed = true;
+                                OpOutcome::new(OpCode::Error, err)
+                            }
+                            _ => OpOutcome::new(
+                                OpCode::Error,
+                                if post_failed {
+                                    ErrorCode::RuntimeInconsistency
+                                } else {
+                                    ErrorCode::Ok
+                                },
+                            ),
+                        }
+                    } else {
+                        self.apply_op(h, m.op, &m.txn, &mut out.triggers)
+                    };
+                    if sub.err != ErrorCode::Ok && out.err == ErrorCode::Ok {
+                        out.err = sub.err;
+                    }
+                    out.multi.push(sub);
+                }
+            }
+            txn => {
+                let r = self.apply_op(h, h.op, txn, &mut out.triggers);
+                out.err = r.err;
+                out.path = r.path;
+                out.stat = r.stat;
+            }
+        }
+        if h.zxid > self.last_processed_zxid {
+            self.last_processed_zxid = h.zxid;
+        }
+        out
+    }
+
+    fn apply_op(
+        &mut self,
+        h: &TxnHeader,
+        op: OpCode,
+        txn: &Txn,
+        triggers: &mut Vec<WatchTrigger>,
+    ) -> OpOutcome {
+        let mut r = OpOutcome::new(op, ErrorCode::Ok);
+        if !txn.accepts_op(op) {
+            r.err = ErrorCode::MarshallingError;
+            return r;
+        }
+        r.path = txn.path().map(str::to_string);
+        let result: Result<Option<Stat>, ErrorCode> = match txn {
+            Txn::Create {
+                path,
+                data,
+                acl,
+                ephemeral,
+                parent_cversion,
+            } => {
+                let owner = if *ephemeral { h.client_id } else { 0 };
+                self.create_op(path, data, acl, owner, *parent_cversion, h, triggers)
+            }
+            Txn::CreateContainer {
+                path,
+                data,
+                acl,
+                parent_cversion,
+            } => self.create_op(
+                path,
+                data,
+                acl,
+                CONTAINER_EPHEMERAL_OWNER,
+                *parent_cversion,
+                h,
+                triggers,
+            ),
+            Txn::CreateTtl {
+                path,
+                data,
+                acl,
+                parent_cversion,
+                ttl,
+            } => match ttl_ephemeral_owner(*ttl) {
+                Some(owner) => {
+                    self.create_op(path, data, acl, owner, *parent_cversion, h, triggers)
+                }
+                None => Err(ErrorCode::BadArguments),
+            },
+            Txn::Delete { path } => self.delete_node(path, h.zxid, triggers).map(|()| None),
+            Txn::SetData {
+                path,
+                data,
+                version,
+            } => self
+                .set_data(path, data, *version, h.zxid, h.time)
+                .map(|stat| {
+                    trigger(triggers, path, EventType::NodeDataChanged);
+                    Some(stat)
+                }),
+            Txn::SetAcl { path, acl, version } => self.set_acl(path, acl, *version).map(Some),
+            Txn::Check { .. } | Txn::Error { .. } => match txn {
+                Txn::Error { err } => Err(*err),
+                _ => Ok(None),
+            },
+            Txn::CreateSession { timeout_ms } => {
+                self.sessions.insert(h.client_id, *timeout_ms);
+                Ok(None)
+            }
+            Txn::CloseSession { paths_to_delete } => {
+                self.close_session(h.client_id, paths_to_delete, h.zxid, triggers);
+                Ok(None)
+            }
+            // Nested multis are rejected by the decoder; never apply one.
+            Txn::Multi(_) => Err(ErrorCode::MarshallingError),
+        };
+        match result {
+            Ok(stat) => r.stat = stat,
+            Err(e) => r.err = e,
+        }
+        r
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn create_op(
+        &mut self,
+        path: &str,
+        data: &[u8],
+        acl: &[Acl],
+        owner: i64,
+        parent_cversion: i32,
+        h: &TxnHeader,
+        triggers: &mut Vec<WatchTrigger>,
+    ) -> Result<Option<Stat>, ErrorCode> {
+        match self.create_node(path, data, acl, owner, parent_cversion, h.zxid, h.time) {
+            Ok(stat) => {
+                trigger(triggers, path, EventType::NodeCreated);
+                if let Some((parent, _)) = split_parent(path) {
+                    trigger(triggers, parent, EventType::NodeChildrenChanged);
+                }
+                Ok(Some(stat))
+            }
+            Err(ErrorCode::NodeExists) => {
+                // ZooKeeper: replaying a create over a fuzzy snapshot that already has the
+                // node still brings the parent's cversion/pzxid up to this txn.
+                if let Some((parent, _)) = split_parent(path)
+                    && self
+                        .set_cversion_pzxid(parent, parent_cversion, h.zxid)
+                        .is_err()
+                {
+                    return Err(ErrorCode::NoNode);
+                }
+                Err(ErrorCode::NodeExists)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// ZooKeeper's `createNode`: returns the new node's stat.
+    #[allow(clippy::too_many_arguments)]
+    fn create_node(
+        &mut self,
+        path: &str,
+        data: &[u8],
+        acl: &[Acl],
+        owner: i64,
+        parent_cversion: i32,
+        zxid: Zxid,
+        time: i64,
+    ) -> Result<Stat, ErrorCode> {
+        if validate_path(path).is_err() {
+            return Err(ErrorCode::BadArguments);
+        }
+        let Some((parent_path, _)) = split_parent(path) else {
+            return Err(ErrorCode::NodeExists);
+        };
+        let parent = self.lookup(parent_path).ok_or(ErrorCode::NoNode)?;
+        if self.lookup(path).is_some() {
+            return Err(ErrorCode::NodeExists);
+        }
+        if let NodeKind::Ephemeral(_) = NodeKind::of(self.arena.slot(parent).stat.ephemeral_owner) {
+            return Err(ErrorCode::NoChildrenForEphemerals);
+        }
+        {
+            let p = self.arena.slot_mut(parent);
+            let new_cversion = if parent_cversion == -1 {
+                p.stat.cversion.wrapping_add(1)
+            } else {
+                parent_cversion
+            };
+            if new_cversion > p.stat.cversion {
+                p.stat.cversion = new_cversion;
+                p.stat.pzxid = zxid;
+            }
+        }
+        let acl = self.acls.intern(acl);
+        let data = self.shared_data(data);
+        match self.insert_node(
+            Arc::from(path),
+            data,
+            acl,
+            StatPersisted::created(zxid, time, owner),
+        ) {
+            Ok(id) => Ok(client_stat(self.arena.slot(id))),
+            Err(e) => {
+                self.acls.release(acl);
+                Err(e)
+            }
+        }
+    }
+
+    /// ZooKeeper's `setCversionPzxid`.
+    fn set_cversion_pzxid(
+        &mut self,
+        path: &str,
+        new_cversion: i32,
+        zxid: Zxid,
+    ) -> Result<(), ErrorCode> {
+        let id = self.lookup(path).ok_or(ErrorCode::NoNode)?;
+        let s = self.arena.slot_mut(id);
+        let new_cversion = if new_cversion == -1 {
+            s.stat.cversion.wrapping_add(1)
+        } else {
+            new_cversion
+        };
+        if new_cversion > s.stat.cversion {
+            s.stat.cversion = new_cversion;
+            s.stat.pzxid = zxid;
+        }
+        Ok(())
+    }
+
+    /// ZooKeeper's `deleteNode`, plus the `NotEmpty` check.
+    fn delete_node(
+        &mut self,
+        path: &str,
+        zxid: Zxid,
+        triggers: &mut Vec<WatchTrigger>,
+    ) -> Result<(), ErrorCode> {
+        if validate_path(path).is_err() {
+            return Err(ErrorCode::BadArguments);
+        }
+        let Some((parent_path, _)) = split_parent(path) else {
+            return Err(ErrorCode::BadArguments);
+        };
+        let parent = self.lookup(parent_path).ok_or(ErrorCode::NoNode)?;
+        let id = self.lookup(path);
+        if let Some(id) = id
+            && self.arena.slot(id).num_children > 0
+        {
+            return Err(ErrorCode::NotEmpty);
+        }
+        {
+            let p = self.arena.slot_mut(parent);
+            if zxid > p.stat.pzxid {
+                p.stat.pzxid = zxid;
+            }
+        }
+        let id = id.ok_or(ErrorCode::NoNode)?;
+        self.remove_node(id);
+        trigger(triggers, path, EventType::NodeDeleted);
+        trigger(triggers, parent_path, EventType::NodeChildrenChanged);
+        Ok(())
+    }
+
+    /// ZooKeeper's `setData`: `version` is the node's new version.
+    pub(super) fn set_data(
+        &mut self,
+        path: &str,
+        data: &[u8],
+        version: i32,
+        zxid: Zxid,
+        time: i64,
+    ) -> Result<Stat, ErrorCode> {
+        let id = self.lookup(path).ok_or(ErrorCode::NoNode)?;
+        let data = self.shared_data(data);
+        let new_len = data.len() as u64;
+        let s = self.arena.slot_mut(id);
+        let old_len = s.data.len() as u64;
+        s.data = data;
+        s.stat.mtime = time;
+        s.stat.mzxid = zxid;
+        s.stat.version = version;
+        let stat = client_stat(s);
+        self.data_size = self.data_size.saturating_sub(old_len) + new_len;
+        Ok(stat)
+    }
+
+    /// ZooKeeper's `setACL`: `version` is the node's new aversion.
+    fn set_acl(&mut self, path: &str, acl: &[Acl], version: i32) -> Result<Stat, ErrorCode> {
+        let id = self.lookup(path).ok_or(ErrorCode::NoNode)?;
+        let new_acl = self.acls.intern(acl);
+        let s = self.arena.slot_mut(id);
+        let old_acl = std::mem::replace(&mut s.acl, new_acl);
+        s.stat.aversion = version;
+        let stat = client_stat(s);
+        self.acls.release(old_acl);
+        Ok(stat)
+    }
+
+    /// ZooKeeper 3.8's `killSession`: deletes the txn's paths and every other ephemeral
+    /// of the session, deepest paths first; paths already gone are skipped.
+    fn close_session(
+        &mut self,
+        session: i64,
+        paths: &[String],
+        zxid: Zxid,
+        triggers: &mut Vec<WatchTrigger>,
+    ) {
+        self.sessions.remove(&session);
+        let mut targets: Vec<Arc<str>> = paths.iter().map(|p| Arc::from(p.as_str())).collect();
+        if let Some(own) = self.ephemerals.get(&session) {
+            targets.extend(own.iter().cloned());
+        }
+        // Children sort after their parent, so reverse byte order deletes them first.
+        targets.sort_unstable_by(|a, b| b.cmp(a));
+        targets.dedup();
+        for path in targets {
+            if let Err(e) = self.delete_node(&path, zxid, triggers) {
+                tracing::debug!(
+                    session = format_args!("{session:#x}"),
+                    %path,
+                    ?e,
+                    "ephemeral not deleted while closing session"
+                );
+            }
+        }
+    }
+}
