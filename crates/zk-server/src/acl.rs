@@ -440,6 +440,10 @@ mod tests {
             ),
             ("émile:pässwörd", "émile:Zo/xIxUcHGDVwiMm5md9qxi/xFk="),
             (":", ":BaefBs8/Z/cm2uaNGKIpD2yaUMk="),
+            // The examples of ZooKeeper's CLI guide (`addauth digest user1:12345`, and the
+            // superDigest for `zookeeper:admin`).
+            ("user1:12345", "user1:+owfoSBn/am19roBPzR1/MfCblE="),
+            ("zookeeper:admin", "zookeeper:qW/HnTfCSoQpB5G8LgkwT3IbiFc="),
         ] {
             assert_eq!(digest(input), want, "{input}");
         }
@@ -466,6 +470,26 @@ mod tests {
             .unwrap();
         assert_eq!(wrong.len(), 1);
         assert_eq!(check(&locked, &wrong, perms::READ), Err(AclError::NoAuth));
+    }
+
+    #[test]
+    fn cli_guide_super_user_example() {
+        let providers =
+            AuthProviders::new(Some("zookeeper:qW/HnTfCSoQpB5G8LgkwT3IbiFc=".to_string()));
+        let ids = providers
+            .authenticate("digest", b"zookeeper:admin", local())
+            .unwrap();
+        assert_eq!(ids[0], Id::new("super", ""));
+        let node = vec![acl(
+            perms::ALL,
+            "digest",
+            "user1:+owfoSBn/am19roBPzR1/MfCblE=",
+        )];
+        assert_eq!(check(&node, &ids, perms::DELETE), Ok(()));
+        let user1 = providers
+            .authenticate("digest", b"user1:12345", local())
+            .unwrap();
+        assert_eq!(check(&node, &user1, perms::DELETE), Ok(()));
     }
 
     #[test]
@@ -673,6 +697,54 @@ mod tests {
             pairs,
             [("ip", "127.0.0.1"), ("super", ""), ("digest", "user")]
         );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_ids_never_panic(
+            id in "[0-9a-fA-F:./+-]{0,45}|\\PC{0,20}",
+            expr in "[0-9a-fA-F:./+-]{0,45}|\\PC{0,20}",
+        ) {
+            let _ = is_valid_id("ip", &expr);
+            let _ = is_valid_id("digest", &expr);
+            let _ = ip_matches(&id, &expr);
+            let node = [acl(perms::ALL, "ip", &expr), acl(perms::ALL, "digest", &expr)];
+            let ids = [Id::new("ip", id.clone()), Id::new("digest", id.clone())];
+            let _ = check(&node, &ids, perms::READ);
+            let _ = fixup_acl(&ids, &node);
+            let _ = who_am_i(&ids);
+            let _ = digest(&id);
+        }
+
+        #[test]
+        fn cidr_matching_agrees_with_std(a in proptest::prelude::any::<u32>(), b in proptest::prelude::any::<u32>(), bits in 0u32..=32) {
+            let (x, y) = (std::net::Ipv4Addr::from(a), std::net::Ipv4Addr::from(b));
+            let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+            let want = (a & mask) == (b & mask);
+            proptest::prop_assert_eq!(ip_matches(&x.to_string(), &format!("{y}/{bits}")), want);
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn cidr_v6_matching_agrees_with_std(
+            a in proptest::prelude::any::<u128>(),
+            b in proptest::prelude::any::<u128>(),
+            bits in 0u32..=128,
+            zeros in 0u32..=128,
+        ) {
+            // Clear low bits so that compressed `::` forms show up often.
+            let clear = |v: u128| if zeros == 128 { 0 } else { v >> zeros << zeros };
+            let (a, b) = (clear(a), clear(b));
+            let (x, y) = (std::net::Ipv6Addr::from(a), std::net::Ipv6Addr::from(b));
+            let mask = if bits == 0 { 0 } else { u128::MAX << (128 - bits) };
+            let want = (a & mask) == (b & mask);
+            let id = java_host_address(IpAddr::V6(x));
+            // IPv4-mapped addresses become IPv4 ids (and dotted v6 expressions are invalid),
+            // which never match.
+            let want = want && !id.contains('.') && !y.to_string().contains('.');
+            proptest::prop_assert_eq!(ip_matches(&id, &format!("{y}/{bits}")), want, "{} {}/{}", id, y, bits);
+        }
     }
 
     #[test]

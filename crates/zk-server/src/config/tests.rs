@@ -652,3 +652,60 @@ fn latin1_config_is_decoded_like_java() {
     assert_eq!(decode(vec![b'a', b'=', 0xe9]), "a=\u{e9}");
     assert_eq!(decode("a=é".as_bytes().to_vec()), "a=é");
 }
+
+// ---- hostile input: errors, never panics ----
+
+const KEYS: &[&str] = &[
+    "tickTime",
+    "initLimit",
+    "syncLimit",
+    "dataDir",
+    "clientPort",
+    "clientPortAddress",
+    "server.1",
+    "server.2",
+    "server.x",
+    "peerType",
+    "electionAlg",
+    "autopurge.purgeInterval",
+    "autopurge.snapRetainCount",
+    "minSessionTimeout",
+    "maxSessionTimeout",
+    "4lw.commands.whitelist",
+    "admin.serverPort",
+    "jute.maxbuffer",
+    "forceSync",
+    "DigestAuthenticationProvider.superDigest",
+    "standaloneEnabled",
+    "metricsProvider.x",
+];
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn arbitrary_text_never_panics(text in "\\PC{0,200}") {
+        let _ = Config::parse(&text);
+    }
+
+    #[test]
+    fn arbitrary_values_for_known_keys_never_panic(
+        lines in proptest::collection::vec(
+            (0..KEYS.len(), "[ -~\\[\\]:;|\\\\é]{0,30}"), 0..12)
+    ) {
+        let mut text = String::from("dataDir=/d\n");
+        for (k, v) in lines {
+            text.push_str(KEYS[k]);
+            text.push('=');
+            text.push_str(&v);
+            text.push('\n');
+        }
+        if let Ok(p) = Config::parse(&text) {
+            let c = p.config;
+            proptest::prop_assert!(c.min_session_timeout_ms <= c.max_session_timeout_ms);
+            proptest::prop_assert!(c.tick_time_ms > 0);
+            proptest::prop_assert!(c.snap_retain_count >= 3);
+            let _ = c.resolve_mode(Some(1)).and_then(|m| c.client_address(m));
+        }
+    }
+}
