@@ -9,12 +9,18 @@
 
 #![deny(missing_docs)]
 
+pub mod config;
 pub mod core;
 pub mod error;
+pub mod node;
 pub mod quorum;
+pub mod transport;
 pub mod vote;
 
+pub use crate::config::{Member, NodeConfig};
 pub use crate::core::{CoreConfig, Election, Input, Output};
 pub use crate::error::{DecodeError, ElectionError, InvariantViolation};
+pub use crate::node::{ElectionHandle, ElectionInputs, ElectionNode, NodeStatus};
 pub use crate::quorum::{Majority, QuorumVerifier, Weighted};
+pub use crate::transport::{Dialer, TcpDialer};
 pub use crate::vote::{Decision, Notification, PeerState, Sid, Vote};
