@@ -699,8 +699,25 @@ impl SnapshotStore {
         I: IntoIterator<Item = Result<Vec<u8>, E>>,
         E: std::error::Error + Send + Sync + 'static,
     {
-        let tag = format!("{SNAPSHOT_PREFIX}receiving{TMP_SUFFIX}");
-        let tmp = self.dir.join(&tag);
+        self.receive_staged(expected_zxid, chunks)?.commit()
+    }
+
+    /// Like [`receive`](Self::receive), but stops before the rename: the verified, fsynced
+    /// temp file is returned as a [`StagedSnapshot`], so that the caller can prepare for it
+    /// (drop log records and snapshots it supersedes) before [`StagedSnapshot::commit`]
+    /// makes it visible. Dropping the staged snapshot removes the temp file.
+    pub fn receive_staged<I, E>(
+        &self,
+        expected_zxid: Option<Zxid>,
+        chunks: I,
+    ) -> Result<StagedSnapshot, SnapshotError>
+    where
+        I: IntoIterator<Item = Result<Vec<u8>, E>>,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let tmp = self
+            .dir
+            .join(format!("{SNAPSHOT_PREFIX}receiving{TMP_SUFFIX}"));
         let result = self.receive_into(&tmp, expected_zxid, chunks.into_iter());
         let (zxid, payload_bytes, chunk_count, file_bytes) = match result {
             Ok(v) => v,
@@ -709,14 +726,16 @@ impl SnapshotStore {
                 return Err(e);
             }
         };
-        let path = self.path_of(zxid);
-        self.install_tmp(&tmp, &path)?;
-        Ok(SnapshotInfo {
-            zxid,
-            path,
-            payload_bytes,
-            chunks: chunk_count,
-            file_bytes,
+        Ok(StagedSnapshot {
+            store: self.clone(),
+            tmp: Some(tmp),
+            info: SnapshotInfo {
+                zxid,
+                path: self.path_of(zxid),
+                payload_bytes,
+                chunks: chunk_count,
+                file_bytes,
+            },
         })
     }
 
@@ -764,6 +783,37 @@ impl SnapshotStore {
             .map_err(SnapshotError::io(tmp))?;
         file.sync_all().map_err(SnapshotError::io(tmp))?;
         Ok(outcome)
+    }
+}
+
+/// A received and verified snapshot, fsynced under a temp name, not yet visible.
+#[derive(Debug)]
+pub struct StagedSnapshot {
+    store: SnapshotStore,
+    tmp: Option<PathBuf>,
+    info: SnapshotInfo,
+}
+
+impl StagedSnapshot {
+    /// What the snapshot holds; `path` is where [`commit`](Self::commit) puts it.
+    pub fn info(&self) -> &SnapshotInfo {
+        &self.info
+    }
+
+    /// Renames the snapshot in place and fsyncs the directory.
+    pub fn commit(mut self) -> Result<SnapshotInfo, SnapshotError> {
+        if let Some(tmp) = self.tmp.take() {
+            self.store.install_tmp(&tmp, &self.info.path)?;
+        }
+        Ok(self.info.clone())
+    }
+}
+
+impl Drop for StagedSnapshot {
+    fn drop(&mut self) {
+        if let Some(tmp) = self.tmp.take() {
+            let _ = fs::remove_file(tmp);
+        }
     }
 }
 
