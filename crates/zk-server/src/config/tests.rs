@@ -1,43 +1,12 @@
 use super::*;
 
-/// `conf/zoo_sample.cfg` as shipped with Apache ZooKeeper 3.8 (trailing spaces included).
-const ZOO_SAMPLE: &str = "# The number of milliseconds of each tick
-tickTime=2000
-# The number of ticks that the initial 
-# synchronization phase can take
-initLimit=10
-# The number of ticks that can pass between 
-# sending a request and getting an acknowledgement
-syncLimit=5
-# the directory where the snapshot is stored.
-# do not use /tmp for storage, /tmp here is just 
-# example sakes.
-dataDir=/tmp/zookeeper
-# the port at which the clients will connect
-clientPort=2181
-# the maximum number of client connections.
-# increase this if you need to handle more clients
-#maxClientCnxns=60
-#
-# Be sure to read the maintenance section of the 
-# administrator guide before turning on autopurge.
-#
-# https://zookeeper.apache.org/doc/current/admin-ops/administrators-guide/administration#maintenance
-#
-# The number of snapshots to retain in dataDir
-#autopurge.snapRetainCount=3
-# Purge task interval in hours
-# Set to \"0\" to disable auto purge feature
-#autopurge.purgeInterval=1
+/// `conf/zoo_sample.cfg` as shipped with Apache ZooKeeper (trailing spaces included).
+const ZOO_SAMPLE: &str = include_str!("../../testdata/zoo_sample.cfg");
 
-## Metrics Providers
-#
-# https://prometheus.io Metrics Exporter
-#metricsProvider.className=org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider
-#metricsProvider.httpHost=0.0.0.0
-#metricsProvider.httpPort=7000
-#metricsProvider.exportJvmInfo=true
-";
+/// Written by `shared/tools/zk-ensemble.sh start 3 /tmp/ens-ours` with `ZK_IMPL=ours`
+/// (node 2), and by `start 1 /tmp/ens-one` (node 1).
+const ENSEMBLE_3_NODE2: &str = include_str!("../../testdata/zk-ensemble-3-node2.cfg");
+const ENSEMBLE_1_NODE1: &str = include_str!("../../testdata/zk-ensemble-1-node1.cfg");
 
 /// The `zoo.cfg` that `shared/tools/zk-ensemble.sh start N DIR` writes for node `i`,
 /// reproduced line for line from its heredoc (default knobs).
@@ -123,6 +92,32 @@ fn zoo_sample_cfg_is_standalone_with_defaults() {
         config.client_address(Mode::Standalone).unwrap(),
         HostPort::new("0.0.0.0", 2181)
     );
+}
+
+#[test]
+fn zk_ensemble_script_output_matches_the_reproduction() {
+    assert_eq!(
+        ensemble_cfg(3, 2, "/tmp/ens-ours/node2", true),
+        ENSEMBLE_3_NODE2
+    );
+    assert_eq!(
+        ensemble_cfg(1, 1, "/tmp/ens-one/node1", true),
+        ENSEMBLE_1_NODE1
+    );
+    let Parsed { config, warnings } = parse_ok(ENSEMBLE_3_NODE2);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(
+        config.resolve_mode(Some(2)).unwrap(),
+        Mode::Quorum { my_id: 2 }
+    );
+    assert_eq!(
+        config.client_address(Mode::Quorum { my_id: 2 }).unwrap(),
+        HostPort::new("127.0.0.1", 2182)
+    );
+    assert_eq!(config.admin.port, 8082);
+    let Parsed { config, warnings } = parse_ok(ENSEMBLE_1_NODE1);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(config.resolve_mode(Some(1)).unwrap(), Mode::Standalone);
 }
 
 #[test]
