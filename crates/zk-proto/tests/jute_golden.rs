@@ -356,3 +356,66 @@ fn ruok_is_a_four_letter_word_not_a_frame() {
     let mut buf = BytesMut::from(&fixture("ruok_client_to_server.bin")[..]);
     assert!(JuteCodec::new().decode(&mut buf).is_err());
 }
+
+#[test]
+fn java_client_reconnect_resumes_the_session_and_its_watches() {
+    let first = decode_session("java_reconnect_1");
+    let second = decode_session("java_reconnect_2");
+    let last_zxid = first
+        .replies
+        .iter()
+        .map(|r| r.header.zxid)
+        .max()
+        .expect("replies");
+    assert_eq!(first.connect.session_id, 0);
+    assert_eq!(
+        second.connect,
+        ConnectRequest {
+            protocol_version: 0,
+            last_zxid_seen: last_zxid,
+            timeout_ms: 20000,
+            session_id: first.connected.session_id,
+            passwd: first.connected.passwd.clone(),
+            read_only: Some(false),
+        }
+    );
+    assert_eq!(second.connected.session_id, first.connected.session_id);
+
+    // With a persistent watch registered, the 3.8 client sends setWatches2 — and its NIO
+    // socket renumbers it with an ordinary xid instead of -8.
+    let set = &second.requests[0];
+    assert_eq!(set.xid, 6);
+    assert_eq!(
+        set.request,
+        Request::SetWatches2(zk_proto::jute::SetWatches2 {
+            relative_zxid: last_zxid,
+            data_watches: vec!["/rgolden".into()],
+            exist_watches: vec!["/rgolden-missing".into()],
+            child_watches: vec!["/rgolden".into()],
+            persistent_watches: vec![],
+            persistent_recursive_watches: vec!["/rgolden".into()],
+        })
+    );
+    assert_eq!(reply_to(&second, 6).header.err, 0);
+    assert_eq!(reply_to(&second, 6).body, Response::Empty);
+}
+
+#[test]
+fn kazoo_reconnect_resumes_the_session() {
+    let first = decode_session("kazoo_reconnect_1");
+    let second = decode_session("kazoo_reconnect_2");
+    let last_zxid = first
+        .replies
+        .iter()
+        .map(|r| r.header.zxid)
+        .max()
+        .expect("replies");
+    assert_eq!(second.connect.session_id, first.connected.session_id);
+    assert_eq!(second.connect.passwd, first.connected.passwd);
+    assert_eq!(second.connect.last_zxid_seen, last_zxid);
+    assert_eq!(second.connected.timeout_ms, first.connected.timeout_ms);
+    assert_eq!(
+        second.requests.last().map(|r| &r.request),
+        Some(&Request::CloseSession)
+    );
+}

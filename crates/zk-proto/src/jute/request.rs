@@ -211,7 +211,8 @@ pub enum Request {
     MultiRead(Vec<MultiOp>),
     /// auth (100), xid [`AUTH_XID`] → empty.
     Auth(AuthPacket),
-    /// setWatches (101), xid [`SET_WATCHES_XID`] → empty.
+    /// setWatches (101), xid [`SET_WATCHES_XID`] → empty. The Java client's NIO socket
+    /// renumbers it with an ordinary xid: a server must echo whatever xid it gets.
     SetWatches(SetWatches),
     /// sasl (102) → [`super::Response::Sasl`].
     Sasl(GetSaslRequest),
@@ -219,7 +220,8 @@ pub enum Request {
     GetEphemerals(GetEphemeralsRequest),
     /// getAllChildrenNumber (104) → [`super::Response::GetAllChildrenNumber`].
     GetAllChildrenNumber(GetAllChildrenNumberRequest),
-    /// setWatches2 (105), xid [`SET_WATCHES_XID`] → empty.
+    /// setWatches2 (105), xid [`SET_WATCHES_XID`] (or an ordinary one, as for
+    /// setWatches) → empty.
     SetWatches2(SetWatches2),
     /// addWatch (106) → [`super::Response::Error`] with err 0.
     AddWatch(AddWatchRequest),
