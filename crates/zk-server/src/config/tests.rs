@@ -704,3 +704,39 @@ proptest::proptest! {
         }
     }
 }
+
+/// The `zoo.cfg` that `cargo xtask cluster up` writes (`xtask/src/cluster.rs`,
+/// `write_node_config`): one 127.0.0.i address per node.
+#[test]
+fn xtask_cluster_config_is_accepted() {
+    let (nodes, tick) = (5u16, 500);
+    for id in 1..=nodes {
+        let mut text = format!(
+            "tickTime={tick}\ninitLimit=10\nsyncLimit=5\ndataDir=/tmp/c/node{id}/data\n\
+             clientPortAddress=127.0.0.{id}\nclientPort={}\nmaxClientCnxns=0\n\
+             admin.serverPort={}\nadmin.serverAddress=127.0.0.{id}\n4lw.commands.whitelist=*\n\
+             autopurge.snapRetainCount=3\nautopurge.purgeInterval=1\n",
+            12181 + id - 1,
+            8080 + id
+        );
+        for peer in 1..=nodes {
+            text.push_str(&format!(
+                "server.{peer}=127.0.0.{peer}:{}:{}\n",
+                12888 + peer - 1,
+                13888 + peer - 1
+            ));
+        }
+        let Parsed { config, warnings } = parse_ok(&text);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let mode = config.resolve_mode(Some(u64::from(id))).unwrap();
+        assert_eq!(
+            config.client_address(mode).unwrap(),
+            HostPort::new(format!("127.0.0.{id}"), 12181 + id - 1)
+        );
+        assert_eq!(config.admin.address, format!("127.0.0.{id}"));
+        assert_eq!(
+            (config.min_session_timeout_ms, config.max_session_timeout_ms),
+            (1000, 10_000)
+        );
+    }
+}
