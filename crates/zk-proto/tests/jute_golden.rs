@@ -128,6 +128,7 @@ fn kazoo_create_request_is_pinned() {
         panic!("first request is {:?}", first.request);
     };
     assert_eq!(create.path, "/golden");
+    assert_eq!(first.request.path(), Some("/golden"));
     assert_eq!(create.data.as_deref(), Some(&b"hello"[..]));
     assert_eq!(create.acl, Acl::open_unsafe());
     assert_eq!(create.flags, 0);
@@ -385,6 +386,7 @@ fn java_client_reconnect_resumes_the_session_and_its_watches() {
     // socket renumbers it with an ordinary xid instead of -8.
     let set = &second.requests[0];
     assert_eq!(set.xid, 6);
+    assert_eq!(set.request.path(), None);
     assert_eq!(
         set.request,
         Request::SetWatches2(zk_proto::jute::SetWatches2 {

@@ -309,6 +309,40 @@ impl Request {
         }
     }
 
+    /// The znode path the request names, if it names exactly one (for logs, metrics and
+    /// ACL checks); multi, auth, setWatches, ping, whoAmI, sasl, reconfig and close have
+    /// none.
+    pub fn path(&self) -> Option<&str> {
+        Some(match self {
+            Request::Create(r) | Request::Create2(r) | Request::CreateContainer(r) => &r.path,
+            Request::CreateTtl(r) => &r.path,
+            Request::Delete(r) => &r.path,
+            Request::Exists(r) => &r.path,
+            Request::GetData(r) => &r.path,
+            Request::SetData(r) => &r.path,
+            Request::GetAcl(r) => &r.path,
+            Request::SetAcl(r) => &r.path,
+            Request::GetChildren(r) | Request::GetChildren2(r) => &r.path,
+            Request::Sync(r) => &r.path,
+            Request::Check(r) => &r.path,
+            Request::CheckWatches(r) => &r.path,
+            Request::RemoveWatches(r) => &r.path,
+            Request::GetEphemerals(r) => &r.prefix_path,
+            Request::GetAllChildrenNumber(r) => &r.path,
+            Request::AddWatch(r) => &r.path,
+            Request::Multi(_)
+            | Request::MultiRead(_)
+            | Request::Ping
+            | Request::Reconfig(_)
+            | Request::Auth(_)
+            | Request::SetWatches(_)
+            | Request::Sasl(_)
+            | Request::SetWatches2(_)
+            | Request::WhoAmI
+            | Request::CloseSession => return None,
+        })
+    }
+
     /// Decodes the body of a request of type `op` (the rest of the frame after the
     /// [`RequestHeader`]). Bytes after the body are ignored, as ZooKeeper does.
     pub fn decode<B: Buf>(op: OpCode, buf: &mut B) -> Result<Self, JuteError> {
