@@ -38,7 +38,7 @@
 use std::net::IpAddr;
 
 use base64::Engine as _;
-use zk_proto::data::{Acl, ErrorCode, Id};
+use zk_proto::data::{Acl, ErrorCode, Id, OpCode};
 
 /// ACL and authentication failures, each one of ZooKeeper's error codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -265,6 +265,65 @@ pub fn fixup_acl(session_ids: &[Id], acl: &[Acl]) -> Result<Vec<Acl>, AclError> 
         }
     }
     Ok(out)
+}
+
+/// Whose ACL guards an operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AclTarget {
+    /// The node the request names.
+    Node,
+    /// Its parent (creates and deletes).
+    Parent,
+}
+
+/// The ACL check ZooKeeper makes for a request (`PrepRequestProcessor`,
+/// `FinalRequestProcessor`): which node's ACL and which permission bits (any one of them
+/// suffices). None for operations without an ACL check (sync, ping, watches, session and
+/// auth packets, getEphemerals, whoAmI, multi and multiRead themselves — their sub-ops are
+/// checked one by one — and deleteContainer, which only the server issues). `exists` is
+/// checked only when the node exists.
+pub fn required_permission(op: OpCode) -> Option<(AclTarget, i32)> {
+    use zk_proto::data::perms;
+    match op {
+        OpCode::Create | OpCode::Create2 | OpCode::CreateContainer | OpCode::CreateTtl => {
+            Some((AclTarget::Parent, perms::CREATE))
+        }
+        OpCode::Delete => Some((AclTarget::Parent, perms::DELETE)),
+        OpCode::SetData => Some((AclTarget::Node, perms::WRITE)),
+        OpCode::SetAcl => Some((AclTarget::Node, perms::ADMIN)),
+        OpCode::GetAcl => Some((AclTarget::Node, perms::READ | perms::ADMIN)),
+        OpCode::Exists
+        | OpCode::GetData
+        | OpCode::GetChildren
+        | OpCode::GetChildren2
+        | OpCode::GetAllChildrenNumber
+        | OpCode::Check => Some((AclTarget::Node, perms::READ)),
+        _ => None,
+    }
+}
+
+/// The ACL a getACL returns to this session: `NoAuth` without READ or ADMIN on the node;
+/// without ADMIN, digest ids are shown as `user:x` so the password hashes stay hidden
+/// (`FinalRequestProcessor`, getACL).
+pub fn acl_for_reader(node_acl: &[Acl], session_ids: &[Id]) -> Result<Vec<Acl>, AclError> {
+    use zk_proto::data::perms;
+    check(node_acl, session_ids, perms::READ | perms::ADMIN)?;
+    if check(node_acl, session_ids, perms::ADMIN).is_ok() {
+        return Ok(node_acl.to_vec());
+    }
+    Ok(node_acl
+        .iter()
+        .map(|a| {
+            let mut a = a.clone();
+            if a.id.scheme == SCHEME_DIGEST
+                && let Some(colon) = a.id.id.find(':')
+            {
+                a.id.id.truncate(colon);
+                a.id.id.push_str(":x");
+            }
+            a
+        })
+        .collect())
 }
 
 /// One entry of a `whoAmI` reply (`ClientInfo{authScheme, user}`).
@@ -679,6 +738,78 @@ mod tests {
         ];
         assert_eq!(fixup_acl(&ids, &mixed), Ok(mixed.to_vec()));
         assert_eq!(AclError::InvalidAcl.code(), ErrorCode::InvalidAcl);
+    }
+
+    #[test]
+    fn permissions_per_operation() {
+        assert_eq!(
+            required_permission(OpCode::Create2),
+            Some((AclTarget::Parent, perms::CREATE))
+        );
+        assert_eq!(
+            required_permission(OpCode::CreateTtl),
+            Some((AclTarget::Parent, perms::CREATE))
+        );
+        assert_eq!(
+            required_permission(OpCode::Delete),
+            Some((AclTarget::Parent, perms::DELETE))
+        );
+        assert_eq!(
+            required_permission(OpCode::SetData),
+            Some((AclTarget::Node, perms::WRITE))
+        );
+        assert_eq!(
+            required_permission(OpCode::SetAcl),
+            Some((AclTarget::Node, perms::ADMIN))
+        );
+        assert_eq!(
+            required_permission(OpCode::GetAcl),
+            Some((AclTarget::Node, perms::READ | perms::ADMIN))
+        );
+        for op in [
+            OpCode::GetData,
+            OpCode::Exists,
+            OpCode::GetChildren2,
+            OpCode::Check,
+        ] {
+            assert_eq!(
+                required_permission(op),
+                Some((AclTarget::Node, perms::READ)),
+                "{op:?}"
+            );
+        }
+        for op in [
+            OpCode::Sync,
+            OpCode::Ping,
+            OpCode::SetWatches2,
+            OpCode::AddWatch,
+            OpCode::Multi,
+            OpCode::WhoAmI,
+            OpCode::GetEphemerals,
+            OpCode::DeleteContainer,
+        ] {
+            assert_eq!(required_permission(op), None, "{op:?}");
+        }
+    }
+
+    #[test]
+    fn get_acl_hides_digests_without_admin() {
+        let node = vec![
+            acl(perms::READ, "world", "anyone"),
+            acl(perms::ALL, "digest", "user1:+owfoSBn/am19roBPzR1/MfCblE="),
+            acl(perms::READ, "ip", "10.0.0.0/8"),
+        ];
+        let anon = connection_ids(local());
+        let shown = acl_for_reader(&node, &anon).unwrap();
+        assert_eq!(shown[1].id, Id::new("digest", "user1:x"));
+        assert_eq!(shown[0], node[0]);
+        assert_eq!(shown[2], node[2]);
+        let admin = vec![Id::new("digest", "user1:+owfoSBn/am19roBPzR1/MfCblE=")];
+        assert_eq!(acl_for_reader(&node, &admin).unwrap(), node);
+        let locked = vec![acl(perms::WRITE, "world", "anyone")];
+        assert_eq!(acl_for_reader(&locked, &anon), Err(AclError::NoAuth));
+        let admin_only = vec![acl(perms::ADMIN, "world", "anyone")];
+        assert_eq!(acl_for_reader(&admin_only, &anon).unwrap(), admin_only);
     }
 
     #[test]
