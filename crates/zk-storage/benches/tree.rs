@@ -149,22 +149,42 @@ fn report() {
 
 fn main() {
     report();
+    // Build the shared trees before divan starts timing.
+    LazyLock::force(&BIG);
+    LazyLock::force(&BIG_SNAPSHOT);
+    LazyLock::force(&SCRAMBLED_PATHS);
     divan::main();
 }
 
-#[divan::bench]
+/// Every leaf path of `BIG` in a scrambled order, so that gets hit the tree at random.
+static SCRAMBLED_PATHS: LazyLock<Vec<String>> = LazyLock::new(|| {
+    let n = DIRS * PER_DIR;
+    // 7919 is prime and does not divide n, so i * 7919 mod n visits every leaf once.
+    (0..n)
+        .map(|i| {
+            let k = (i * 7919) % n;
+            leaf_path(k % DIRS, k / DIRS)
+        })
+        .collect()
+});
+
+const GETS_PER_ITER: usize = 1000;
+
+/// 1000 getData (data + Stat) at random over 1M znodes per iteration.
+#[divan::bench(counters = [divan::counter::ItemsCount::new(GETS_PER_ITER)])]
 fn get(bencher: Bencher) {
     let tree = &*BIG;
-    let mut i = 0usize;
-    bencher
-        .with_inputs(|| {
-            i = i.wrapping_add(7919);
-            leaf_path(i % DIRS, (i / DIRS) % PER_DIR)
-        })
-        .bench_local_refs(|path| {
-            let node = tree.get(path).expect("node exists");
-            black_box((node.stat(), node.data().len()))
-        });
+    let paths = &*SCRAMBLED_PATHS;
+    let mut at = 0usize;
+    bencher.bench_local(|| {
+        let mut sum = 0usize;
+        for _ in 0..GETS_PER_ITER {
+            at = (at + 1) % paths.len();
+            let node = tree.get(&paths[at]).expect("node exists");
+            sum += node.stat().data_length as usize + node.data().len();
+        }
+        black_box(sum)
+    });
 }
 
 #[divan::bench]
@@ -173,48 +193,70 @@ fn get_children_1000(bencher: Bencher) {
     bencher.bench_local(|| black_box(tree.children("/app/d0500").map(|c| c.len())));
 }
 
-#[divan::bench]
+const OPS_PER_ITER: usize = 1000;
+
+/// 1000 setData txns of 100 B at random over a 1M-znode tree per iteration (the txns are
+/// built outside the timing).
+#[divan::bench(counters = [divan::counter::ItemsCount::new(OPS_PER_ITER)])]
 fn set_data(bencher: Bencher) {
-    let mut tree = build(100, 1000);
-    let mut i = 0usize;
+    let mut tree = build(DIRS, PER_DIR);
+    let paths = &*SCRAMBLED_PATHS;
+    let mut at = 0usize;
     let mut zxid = 0x2_0000_0000i64;
     bencher
         .with_inputs(|| {
-            i = i.wrapping_add(7919);
-            zxid += 1;
-            entry(
-                zxid,
-                OpCode::SetData,
-                Txn::SetData {
-                    path: leaf_path(i % 100, (i / 100) % 1000),
-                    data: vec![b'z'; DATA_LEN],
-                    version: 1,
-                },
-            )
+            (0..OPS_PER_ITER)
+                .map(|_| {
+                    at = (at + 1) % paths.len();
+                    zxid += 1;
+                    entry(
+                        zxid,
+                        OpCode::SetData,
+                        Txn::SetData {
+                            path: paths[at].clone(),
+                            data: vec![b'z'; DATA_LEN],
+                            version: 1,
+                        },
+                    )
+                })
+                .collect::<Vec<_>>()
         })
-        .bench_local_refs(|e| black_box(tree.apply(e).err));
+        .bench_local_refs(|batch| {
+            for e in batch.iter() {
+                black_box(tree.apply(e).err);
+            }
+        });
 }
 
-#[divan::bench]
+/// 1000 creates of 100 B znodes spread over 1000 directories per iteration.
+#[divan::bench(counters = [divan::counter::ItemsCount::new(OPS_PER_ITER)])]
 fn create(bencher: Bencher) {
-    let mut tree = build(10, 10);
+    let mut tree = build(DIRS, 1);
     let mut zxid = 0x2_0000_0000i64;
     bencher
         .with_inputs(|| {
-            zxid += 1;
-            entry(
-                zxid,
-                OpCode::Create,
-                Txn::Create {
-                    path: format!("/app/d{:04}/c{zxid}", zxid % 10),
-                    data: vec![b'c'; DATA_LEN],
-                    acl: Acl::open_unsafe(),
-                    ephemeral: false,
-                    parent_cversion: -1,
-                },
-            )
+            (0..OPS_PER_ITER)
+                .map(|_| {
+                    zxid += 1;
+                    entry(
+                        zxid,
+                        OpCode::Create,
+                        Txn::Create {
+                            path: format!("/app/d{:04}/c{zxid}", zxid as usize % DIRS),
+                            data: vec![b'c'; DATA_LEN],
+                            acl: Acl::open_unsafe(),
+                            ephemeral: false,
+                            parent_cversion: -1,
+                        },
+                    )
+                })
+                .collect::<Vec<_>>()
         })
-        .bench_local_refs(|e| black_box(tree.apply(e).err));
+        .bench_local_refs(|batch| {
+            for e in batch.iter() {
+                black_box(tree.apply(e).err);
+            }
+        });
 }
 
 #[divan::bench(sample_count = 5, sample_size = 1)]

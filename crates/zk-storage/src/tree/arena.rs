@@ -1,6 +1,6 @@
 //! Node storage: slots in fixed-size chunks behind `Arc`, copied on write.
 //!
-//! A snapshot view clones the chunk pointers (one `Arc` per 1024 nodes), and the next
+//! A snapshot view clones the chunk pointers (one `Arc` per 256 nodes), and the next
 //! write to a chunk that a view still holds copies that chunk first, so the tree and any
 //! number of views share every chunk that has not changed since.
 
@@ -10,7 +10,7 @@ use zk_proto::zxid::Zxid;
 
 /// "No node" in the links between slots.
 pub(crate) const NIL: u32 = u32::MAX;
-const CHUNK_BITS: u32 = 10;
+const CHUNK_BITS: u32 = 8;
 /// Slots per chunk.
 pub(crate) const CHUNK_LEN: usize = 1 << CHUNK_BITS;
 

@@ -25,7 +25,7 @@
 //! assert_eq!(tree.children("/").unwrap(), vec!["app", "zookeeper"]);
 //! ```
 //!
-//! Layout: nodes live in slots of 1024-slot chunks behind `Arc` (copy on write), found by
+//! Layout: nodes live in slots of 256-slot chunks behind `Arc` (copy on write), found by
 //! path through a hash table of slot ids; children are linked lists through the slots, so
 //! a node costs one slot, its path (shared by every set that names it) and its data.
 //! [`DataTree::snapshot_view`] clones the chunk pointers only.
@@ -37,9 +37,10 @@ mod path;
 mod snapshot;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
+use foldhash::fast::RandomState;
 use hashbrown::HashTable;
 use zk_proto::data::{Acl, ErrorCode, Stat};
 use zk_proto::zxid::Zxid;
@@ -240,7 +241,7 @@ impl DataTree {
         DataTree {
             arena: Arena::default(),
             index: HashTable::new(),
-            hasher: RandomState::new(),
+            hasher: RandomState::default(),
             acls: AclTable::default(),
             sessions: BTreeMap::new(),
             ephemerals: HashMap::new(),

@@ -1,4 +1,4 @@
-//! Serialising the tree: a consistent [`SnapshotView`] taken in O(nodes / 1024), written
+//! Serialising the tree: a consistent [`SnapshotView`] taken in O(nodes / 256), written
 //! on any thread while the tree goes on applying txns, and read back by
 //! [`DataTree::read_from`].
 //!
@@ -124,7 +124,7 @@ pub struct SnapshotView {
 
 impl DataTree {
     /// A consistent view of the whole tree (nodes, ACLs, sessions, last processed zxid).
-    /// Costs one pointer copy per 1024 nodes plus the session and ACL tables; each chunk
+    /// Costs one pointer copy per 256 nodes plus the session and ACL tables; each chunk
     /// the tree writes to while a view holds it is copied once.
     pub fn snapshot_view(&self) -> SnapshotView {
         SnapshotView {
