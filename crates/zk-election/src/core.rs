@@ -674,3 +674,270 @@ fn agreeing(votes: &BTreeMap<Sid, Recorded>, target: &Recorded) -> BTreeSet<Sid>
         .map(|(s, _)| *s)
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quorum::Majority;
+
+    fn election(myid: Sid, voters: &[Sid], observers: &[Sid]) -> Election {
+        let q = Arc::new(Majority::new(voters.iter().copied(), observers.iter().copied()).unwrap());
+        Election::new(CoreConfig::new(myid), q).unwrap()
+    }
+
+    fn vote(leader: Sid, zxid: Zxid, peer_epoch: i64) -> Vote {
+        Vote {
+            leader,
+            zxid,
+            peer_epoch,
+        }
+    }
+
+    fn looking(sid: Sid, v: Vote, round: i64) -> Notification {
+        Notification {
+            sid,
+            state: PeerState::Looking,
+            vote: v,
+            election_epoch: round,
+            config_version: 0,
+        }
+    }
+
+    fn sends(out: &[Output]) -> Vec<(Sid, Notification)> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Send { to, notification } => Some((*to, *notification)),
+                Output::Decided(_) => None,
+            })
+            .collect()
+    }
+
+    fn decided(out: &[Output]) -> Option<Decision> {
+        out.iter().find_map(|o| match o {
+            Output::Decided(d) => Some(d.clone()),
+            Output::Send { .. } => None,
+        })
+    }
+
+    #[test]
+    fn start_broadcasts_the_initial_self_vote_to_other_voters() {
+        let mut e = election(2, &[1, 2, 3], &[4]);
+        let out = e.start_election(0, 10, 1);
+        let me = vote(2, 10, 1);
+        assert_eq!(
+            sends(&out),
+            vec![(1, looking(2, me, 1)), (3, looking(2, me, 1))]
+        );
+        assert_eq!(e.logical_clock(), 1);
+        assert_eq!(e.next_deadline_ms(), Some(200));
+        e.validate().unwrap();
+    }
+
+    #[test]
+    fn a_better_vote_is_adopted_and_rebroadcast() {
+        let mut e = election(1, &[1, 2, 3], &[]);
+        e.start_election(0, 10, 1);
+        let out = e.step(Input::Receive(looking(3, vote(3, 20, 1), 1)));
+        assert_eq!(
+            sends(&out),
+            vec![
+                (2, looking(1, vote(3, 20, 1), 1)),
+                (3, looking(1, vote(3, 20, 1), 1))
+            ]
+        );
+        // A worse one changes nothing.
+        let out = e.step(Input::Receive(looking(2, vote(2, 5, 1), 1)));
+        assert!(out.is_empty(), "{out:?}");
+        assert_eq!(e.current_vote(), vote(3, 20, 1));
+    }
+
+    #[test]
+    fn a_larger_round_resets_and_a_smaller_round_gets_our_vote_back() {
+        let mut e = election(1, &[1, 2, 3], &[]);
+        e.start_election(0, 50, 2);
+        // Round 4 from node 2 with a worse vote: adopt the round, keep our own vote.
+        let out = e.step(Input::Receive(looking(2, vote(2, 1, 1), 4)));
+        assert_eq!(e.logical_clock(), 4);
+        assert_eq!(
+            sends(&out),
+            vec![
+                (2, looking(1, vote(1, 50, 2), 4)),
+                (3, looking(1, vote(1, 50, 2), 4))
+            ]
+        );
+        // Round 3 from node 3: ignored, but answered with our vote and round.
+        let out = e.step(Input::Receive(looking(3, vote(3, 99, 9), 3)));
+        assert_eq!(sends(&out), vec![(3, looking(1, vote(1, 50, 2), 4))]);
+        assert_eq!(e.current_vote(), vote(1, 50, 2));
+        e.validate().unwrap();
+    }
+
+    #[test]
+    fn decides_after_the_finalize_wait_unless_a_better_vote_arrives() {
+        let mut e = election(1, &[1, 2, 3], &[]);
+        e.start_election(0, 10, 1);
+        e.step(Input::Tick { now_ms: 10 });
+        // Node 2 agrees with node 1: a quorum; the finalize wait starts.
+        let out = e.step(Input::Receive(looking(2, vote(1, 10, 1), 1)));
+        assert!(decided(&out).is_none());
+        assert_eq!(e.next_deadline_ms(), Some(210));
+        // A better vote within the wait cancels it.
+        e.step(Input::Tick { now_ms: 100 });
+        let out = e.step(Input::Receive(looking(3, vote(3, 11, 1), 1)));
+        assert!(decided(&out).is_none());
+        assert_eq!(e.current_vote(), vote(3, 11, 1));
+        // Quorum {1, 3} on 3: wait again, then decide FOLLOWING 3.
+        assert_eq!(e.next_deadline_ms(), Some(300));
+        assert!(e.step(Input::Tick { now_ms: 299 }).is_empty());
+        let d = decided(&e.step(Input::Tick { now_ms: 300 })).unwrap();
+        assert_eq!(
+            (d.leader(), d.state, d.election_epoch),
+            (3, PeerState::Following, 1)
+        );
+        assert_eq!(d.quorum, vec![1, 3]);
+        assert!(!d.joined_established);
+        e.validate().unwrap();
+    }
+
+    #[test]
+    fn notification_timeout_doubles_up_to_the_maximum() {
+        let q = Arc::new(Majority::new([1, 2, 3], []).unwrap());
+        let mut cfg = CoreConfig::new(1);
+        cfg.max_notification_interval_ms = 700;
+        let mut e = Election::new(cfg, q).unwrap();
+        e.start_election(0, 0, 0);
+        let mut resends = Vec::new();
+        for now in (0..5_000).step_by(10) {
+            if !sends(&e.step(Input::Tick { now_ms: now })).is_empty() {
+                resends.push(now);
+            }
+        }
+        // 200, then +400, then +700 (capped), …
+        assert_eq!(&resends[..4], &[200, 600, 1300, 2000]);
+    }
+
+    #[test]
+    fn joins_an_established_leader_only_when_it_says_it_leads() {
+        let mut e = election(3, &[1, 2, 3], &[]);
+        e.start_election(0, 99, 1);
+        let leader_vote = vote(1, 7, 1);
+        let following = Notification {
+            sid: 2,
+            state: PeerState::Following,
+            vote: leader_vote,
+            election_epoch: 5,
+            config_version: 0,
+        };
+        assert!(decided(&e.step(Input::Receive(following))).is_none());
+        assert!(
+            e.is_looking(),
+            "a quorum without the leader's word is not enough"
+        );
+        let leading = Notification {
+            sid: 1,
+            state: PeerState::Leading,
+            ..following
+        };
+        let d = decided(&e.step(Input::Receive(leading))).unwrap();
+        assert_eq!(
+            (d.leader(), d.state, d.election_epoch),
+            (1, PeerState::Following, 5)
+        );
+        assert!(d.joined_established);
+        assert_eq!(e.logical_clock(), 5);
+    }
+
+    #[test]
+    fn once_decided_looking_peers_get_the_established_vote() {
+        let mut e = election(1, &[1], &[]);
+        e.start_election(0, 4, 1);
+        assert!(decided(&e.step(Input::Tick { now_ms: 200 })).is_some());
+        let out = e.step(Input::Receive(looking(1, vote(1, 4, 1), 1)));
+        assert!(out.is_empty(), "own sid is dropped");
+        e.set_established(vote(1, 4, 2), PeerState::Leading);
+        assert_eq!(e.state(), PeerState::Leading);
+        assert_eq!(e.current_vote(), vote(1, 4, 2));
+    }
+
+    #[test]
+    fn answers_looking_voters_and_observers_when_not_looking() {
+        let mut e = election(2, &[1, 2, 3], &[4]);
+        e.start_election(0, 8, 1);
+        e.step(Input::Receive(looking(1, vote(2, 8, 1), 1)));
+        let d = decided(&e.step(Input::Tick { now_ms: 200 })).unwrap();
+        assert_eq!(d.state, PeerState::Leading);
+        let out = e.step(Input::Receive(looking(3, vote(3, 1, 1), 7)));
+        let expected = Notification {
+            sid: 2,
+            state: PeerState::Leading,
+            vote: vote(2, 8, 1),
+            election_epoch: 1,
+            config_version: 0,
+        };
+        assert_eq!(sends(&out), vec![(3, expected)]);
+        let out = e.step(Input::Receive(looking(4, Vote::non_voter(4), 1)));
+        assert_eq!(sends(&out), vec![(4, expected)]);
+        // FOLLOWING peers are not answered.
+        let out = e.step(Input::Receive(Notification {
+            state: PeerState::Following,
+            ..looking(3, vote(2, 8, 1), 1)
+        }));
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn unknown_sids_and_non_voter_leaders_are_ignored() {
+        let mut e = election(1, &[1, 2, 3], &[4]);
+        e.start_election(0, 1, 1);
+        assert!(
+            e.step(Input::Receive(looking(99, vote(99, 100, 100), 1)))
+                .is_empty()
+        );
+        assert!(
+            e.step(Input::Receive(looking(2, vote(4, 100, 100), 1)))
+                .is_empty()
+        );
+        assert!(
+            e.step(Input::Receive(looking(2, vote(77, 100, 100), 1)))
+                .is_empty()
+        );
+        assert_eq!(e.current_vote(), vote(1, 1, 1));
+        e.validate().unwrap();
+    }
+
+    #[test]
+    fn notifications_before_the_first_election_are_kept_for_it() {
+        let mut e = election(1, &[1, 2, 3], &[]);
+        assert!(
+            e.step(Input::Receive(looking(2, vote(2, 9, 1), 1)))
+                .is_empty()
+        );
+        let out = e.start_election(0, 1, 1);
+        assert_eq!(e.current_vote(), vote(2, 9, 1));
+        // Quorum {1, 2} on 2 right away.
+        assert_eq!(e.next_deadline_ms(), Some(200));
+        assert!(sends(&out).iter().any(|(_, n)| n.vote == vote(2, 9, 1)));
+    }
+
+    #[test]
+    fn zxid_minus_one_ignores_looking_votes() {
+        let mut e = election(1, &[1, 2, 3], &[]);
+        e.start_election(0, -1, 0);
+        assert!(
+            e.step(Input::Receive(looking(2, vote(2, 9, 1), 1)))
+                .is_empty()
+        );
+        assert_eq!(e.current_vote(), vote(1, -1, 0));
+    }
+
+    #[test]
+    fn peer_up_resends_the_current_proposal() {
+        let mut e = election(1, &[1, 2, 3], &[]);
+        e.start_election(0, 3, 1);
+        let out = e.step(Input::PeerUp(3));
+        assert_eq!(sends(&out), vec![(3, looking(1, vote(1, 3, 1), 1))]);
+        assert!(e.connected_peers().contains(&3));
+        e.step(Input::PeerDown(3));
+        assert!(!e.connected_peers().contains(&3));
+    }
+}
