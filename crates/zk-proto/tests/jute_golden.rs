@@ -421,3 +421,57 @@ fn kazoo_reconnect_resumes_the_session() {
         Some(&Request::CloseSession)
     );
 }
+
+#[test]
+fn real_server_replies_to_the_less_common_ops() {
+    // Requests from our own encoder (tests/jute_live_zookeeper.rs), replies from
+    // ZooKeeper 3.8.0 with extendedTypesEnabled: every reply re-encodes byte for byte.
+    let s = decode_session("ours_live");
+    let reply_for = |op: OpCode| {
+        let req = s
+            .requests
+            .iter()
+            .find(|r| r.request.op_code() == op)
+            .unwrap_or_else(|| panic!("no {op:?} request"));
+        reply_to(&s, req.xid)
+    };
+    for op in [OpCode::CreateContainer, OpCode::CreateTtl] {
+        assert!(matches!(reply_for(op).body, Response::Create2(_)), "{op:?}");
+    }
+    let Response::Multi(results) = &reply_for(OpCode::MultiRead).body else {
+        panic!("multiRead reply");
+    };
+    assert!(matches!(
+        results.as_slice(),
+        [MultiResult::GetData(_), MultiResult::GetChildren(_), MultiResult::Error(e)]
+            if e.err == ErrorCode::NoNode.code()
+    ));
+    assert_eq!(
+        reply_for(OpCode::CheckWatches).header.error(),
+        Ok(ErrorCode::Ok)
+    );
+    assert_eq!(reply_for(OpCode::RemoveWatches).body, Response::Empty);
+    assert_eq!(reply_for(OpCode::SetWatches).header.xid, -8);
+    assert!(matches!(
+        &reply_for(OpCode::GetEphemerals).body,
+        Response::GetEphemerals(e) if e.ephemerals.len() == 1
+    ));
+    // setWatches fires at once, the recursive watch on a change below, then one
+    // NodeDeleted per node removed during the cleanup.
+    let kinds: Vec<_> = s
+        .replies
+        .iter()
+        .filter_map(|r| match &r.body {
+            Response::Notification(e) => e.kind().ok(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            [EventType::NodeDataChanged; 2].as_slice(),
+            &[EventType::NodeDeleted; 5]
+        ]
+        .concat()
+    );
+}
