@@ -87,11 +87,15 @@ pub enum Command {
         /// The bytes.
         data: Bytes,
     },
-    /// Restore the state machine from the buffered chunks, store the snapshot durably and
-    /// reset the log to end at `zxid` (every logged txn is dropped).
+    /// At NEWLEADER after a SNAP, atomically and durably: restore the state machine from
+    /// the buffered chunks (taken at `zxid`), store that snapshot, and replace the whole log
+    /// with `txns` (the txns synced after it). Until then the old log and state stay intact,
+    /// so a crash during the transfer loses nothing.
     InstallSnapshot {
         /// The snapshot's zxid.
         zxid: Zxid,
+        /// The synced txns that follow the snapshot, in zxid order.
+        txns: Vec<Txn>,
     },
     /// Throw away the buffered chunks.
     AbortSnapshot,

@@ -101,8 +101,14 @@ pub struct Leader {
 
 impl Leader {
     /// A leader elected with this durable state.
-    pub fn new(id: ServerId, config: Config, ensemble: Ensemble, storage: LeaderStorage) -> Self {
+    pub fn new(
+        id: ServerId,
+        config: Config,
+        ensemble: Ensemble,
+        mut storage: LeaderStorage,
+    ) -> Self {
         let last = storage.history.last_zxid();
+        storage.history.set_floor(storage.applied_zxid);
         Self {
             id,
             negotiation: EpochNegotiation::new(id, storage.accepted_epoch),
@@ -658,6 +664,7 @@ impl Leader {
         if self.applied < last {
             out.push(Command::Apply { up_to: last });
             self.applied = last;
+            self.history.set_floor(last);
         }
         out.push(Command::Serving { epoch: self.epoch });
         let waiting: Vec<_> = self
@@ -681,6 +688,7 @@ impl Leader {
             return;
         };
         for txn in committed {
+            self.history.set_floor(txn.zxid);
             self.history.push(&txn);
             for (sid, h) in &self.learners {
                 if !h.forwarding {

@@ -79,6 +79,7 @@ pub(crate) struct Learner {
     sync_buffer: Vec<Txn>,
     sync_bytes: u64,
     snapshot: Option<SnapshotReceiver>,
+    staged_snapshot: Option<Zxid>,
     newleader_target: Zxid,
     pending: PendingCommits,
     acked: Zxid,
@@ -110,6 +111,7 @@ impl Learner {
             sync_buffer: Vec::new(),
             sync_bytes: 0,
             snapshot: None,
+            staged_snapshot: None,
             newleader_target: 0,
             pending: PendingCommits::default(),
             acked: 0,
@@ -256,7 +258,11 @@ impl Learner {
 
     /// The zxid the next synced or broadcast txn must follow.
     fn tail(&self) -> Zxid {
-        self.sync_buffer.last().map_or(self.last_logged, |t| t.zxid)
+        self.sync_buffer
+            .last()
+            .map(|t| t.zxid)
+            .or(self.staged_snapshot)
+            .unwrap_or(self.last_logged)
     }
 
     /// Checks that `zxid` may follow the tail: no epoch from the future, no gap, no repeat.
@@ -397,11 +403,10 @@ impl Learner {
             let done = rx.chunk(offset, &data, last, crc32c)?;
             out.push(Command::SnapshotChunk { zxid, offset, data });
             if done {
+                // Staged only: the log and state machine change at NEWLEADER, atomically
+                // with the txns that follow, so a crash in between loses nothing.
                 self.snapshot = None;
-                out.push(Command::InstallSnapshot { zxid });
-                self.last_logged = zxid;
-                self.persisted = zxid;
-                self.applied = zxid;
+                self.staged_snapshot = Some(zxid);
                 self.committed = zxid;
             }
             return Ok(());
@@ -433,7 +438,13 @@ impl Learner {
                 // saved and NEWLEADER acknowledged.
                 let txns = std::mem::take(&mut self.sync_buffer);
                 self.sync_bytes = 0;
-                if let Some(last) = txns.last() {
+                if let Some(snap) = self.staged_snapshot.take() {
+                    self.last_logged = txns.last().map_or(snap, |t| t.zxid);
+                    self.persisted = self.last_logged;
+                    self.applied = snap;
+                    self.committed = self.committed.max(snap);
+                    out.push(Command::InstallSnapshot { zxid: snap, txns });
+                } else if let Some(last) = txns.last() {
                     self.last_logged = last.zxid;
                     out.push(Command::Persist { txns });
                 }
@@ -568,7 +579,7 @@ impl Learner {
 
     fn stop(&mut self, reason: ZabError, out: &mut Vec<Command>) {
         warn!(sid = self.id, leader = self.leader, %reason, "leaving the leader");
-        if self.snapshot.take().is_some() {
+        if self.snapshot.take().is_some() || self.staged_snapshot.take().is_some() {
             out.push(Command::AbortSnapshot);
         }
         self.sync_buffer.clear();
@@ -591,7 +602,11 @@ impl Learner {
                 self.current_epoch, self.accepted_epoch
             ));
         }
-        if self.applied > self.committed {
+        if self.phase == LearnerPhase::Stopped {
+            return Ok(());
+        }
+        let receiving_snapshot = self.snapshot.is_some() || self.staged_snapshot.is_some();
+        if self.applied > self.committed && !receiving_snapshot {
             return Err(format!(
                 "applied {:#x} > committed {:#x}",
                 self.applied, self.committed

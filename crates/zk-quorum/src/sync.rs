@@ -48,11 +48,14 @@ pub struct History {
     in_memory: usize,
     max_in_memory: usize,
     max_entries: usize,
+    floor: Zxid,
 }
 
 impl History {
     /// An empty history whose log starts after `base` (the zxid of the snapshot the log
-    /// continues from; 0 for a log that holds everything).
+    /// continues from; 0 for a log that holds everything). Entries are only forgotten for
+    /// the `max_entries` bound once [`History::set_floor`] allows it (the leader sets the
+    /// floor to what its state machine applied).
     pub fn new(base: Zxid, max_in_memory: usize, max_entries: usize) -> Self {
         Self {
             base,
@@ -60,6 +63,7 @@ impl History {
             in_memory: 0,
             max_in_memory,
             max_entries: max_entries.max(1),
+            floor: Zxid::MIN,
         }
     }
 
@@ -102,7 +106,9 @@ impl History {
             }
             self.in_memory -= 1;
         }
-        while self.entries.len() > self.max_entries {
+        while self.entries.len() > self.max_entries
+            && self.entries.front().is_some_and(|e| e.zxid <= self.floor)
+        {
             if let Some(e) = self.entries.pop_front() {
                 self.base = e.zxid;
                 if e.data.is_some() {
@@ -110,6 +116,13 @@ impl History {
                 }
             }
         }
+    }
+
+    /// Keeps every entry after `floor` even beyond the entry bound (the leader's state
+    /// machine is at `floor`: a SNAP is taken there and everything after it must be sent).
+    pub fn set_floor(&mut self, floor: Zxid) {
+        self.floor = floor;
+        self.evict();
     }
 
     /// Forgets everything up to `up_to` (the log was compacted into a snapshot there).
@@ -169,7 +182,10 @@ impl History {
             }
             prev = e.zxid;
         }
-        if self.in_memory > self.max_in_memory || self.entries.len() > self.max_entries {
+        let over = self.entries.len().saturating_sub(self.max_entries);
+        if self.in_memory > self.max_in_memory
+            || (over > 0 && self.entries.front().is_some_and(|e| e.zxid <= self.floor))
+        {
             return Err("history over its bounds".into());
         }
         Ok(())
@@ -565,6 +581,7 @@ mod tests {
     #[test]
     fn history_evicts_bytes_then_entries() {
         let mut h = History::new(0, 2, 3);
+        h.set_floor(Zxid::MAX);
         for c in 1..=5 {
             h.push(&Txn::new(make(1, c), vec![c as u8]));
             h.validate().unwrap();

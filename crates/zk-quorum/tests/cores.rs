@@ -560,13 +560,49 @@ fn a_learner_behind_a_compacted_log_gets_a_snapshot_then_the_rest() {
     for p in packets {
         cmds.extend(f.step(msg(L, p)));
     }
-    assert_eq!(cmds.len(), 4, "three chunks and the install: {cmds:?}");
     assert_eq!(
-        cmds.last(),
-        Some(&Command::InstallSnapshot { zxid: make(1, 5) })
+        cmds.len(),
+        3,
+        "three chunks, nothing installed yet: {cmds:?}"
+    );
+    assert!(
+        cmds.iter()
+            .all(|c| matches!(c, Command::SnapshotChunk { .. }))
+    );
+    assert_eq!(f.applied_zxid(), 0, "the old state stays until NEWLEADER");
+    assert!(f.step(msg(L, Packet::Proposal(txn(make(1, 6))))).is_empty());
+    assert!(
+        f.step(msg(L, Packet::Commit { zxid: make(1, 6) }))
+            .is_empty()
+    );
+    // NEWLEADER: snapshot and synced txns replace the log in one durable step, then
+    // currentEpoch, then the ACK.
+    let out = f.step(msg(
+        L,
+        Packet::NewLeader {
+            zxid: make(2, 0),
+            config: Bytes::new(),
+        },
+    ));
+    assert_eq!(
+        out,
+        vec![
+            Command::InstallSnapshot {
+                zxid: make(1, 5),
+                txns: vec![txn(make(1, 6))]
+            },
+            Command::SaveCurrentEpoch { epoch: 2 },
+            send(L, Packet::Ack { zxid: make(2, 0) }),
+        ]
     );
     assert_eq!(f.applied_zxid(), make(1, 5));
-    assert!(f.step(msg(L, Packet::Proposal(txn(make(1, 6))))).is_empty());
+    assert_eq!(
+        f.step(msg(L, Packet::UpToDate)),
+        vec![
+            Command::Apply { up_to: make(1, 6) },
+            Command::Serving { epoch: 2 }
+        ]
+    );
 }
 
 #[test]
