@@ -27,27 +27,97 @@ fn is_ws(c: char) -> bool {
     c == ' ' || c == '\t' || c == '\u{c}'
 }
 
-/// True if `s` ends in an odd number of backslashes (a line continuation).
-fn continues(s: &str) -> bool {
-    s.chars().rev().take_while(|&c| c == '\\').count() % 2 == 1
-}
-
-/// Splits text into physical lines on `\n`, `\r` or `\r\n`.
-fn physical_lines(text: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    let mut rest = text;
-    while !rest.is_empty() {
-        match rest.find(['\n', '\r']) {
-            Some(i) => {
-                out.push(&rest[..i]);
-                let skip = if rest[i..].starts_with("\r\n") { 2 } else { 1 };
-                rest = &rest[i + skip..];
-            }
-            None => {
-                out.push(rest);
-                rest = "";
-            }
+/// The logical lines of `text` with the (1-based) line each starts on: a port of
+/// `java.util.Properties.LineReader.readLine`, quirks included (a lone continuation
+/// backslash on the last line yields an empty line when the input ends right after its
+/// newline, and nothing when more — even just the `\n` of a `\r\n` — follows).
+fn logical_lines(text: &str) -> Vec<(usize, String)> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut line_of = Vec::with_capacity(chars.len());
+    let mut line = 1;
+    for (i, &c) in chars.iter().enumerate() {
+        line_of.push(line);
+        if c == '\n' || (c == '\r' && chars.get(i + 1) != Some(&'\n')) {
+            line += 1;
         }
+    }
+    let mut out = Vec::new();
+    let mut off = 0;
+    let mut skip_lf = false;
+    'lines: loop {
+        let mut buf: Vec<char> = Vec::new();
+        let mut start = 1;
+        let mut skip_ws = true;
+        let mut appended_line_begin = false;
+        let mut preceding_backslash = false;
+        let len = loop {
+            let Some(&c) = chars.get(off) else {
+                if buf.is_empty() {
+                    break 'lines;
+                }
+                break buf.len() - usize::from(preceding_backslash);
+            };
+            off += 1;
+            if skip_lf {
+                skip_lf = false;
+                if c == '\n' {
+                    continue;
+                }
+            }
+            if skip_ws {
+                if is_ws(c) {
+                    continue;
+                }
+                if !appended_line_begin && (c == '\r' || c == '\n') {
+                    continue;
+                }
+                skip_ws = false;
+                appended_line_begin = false;
+            }
+            if buf.is_empty() && (c == '#' || c == '!') {
+                // A comment: skip to the end of the physical line.
+                loop {
+                    let Some(&b) = chars.get(off) else {
+                        break 'lines;
+                    };
+                    off += 1;
+                    if b == '\r' || b == '\n' {
+                        break;
+                    }
+                }
+                skip_ws = true;
+                continue;
+            }
+            if c != '\n' && c != '\r' {
+                if buf.is_empty() {
+                    start = line_of.get(off - 1).copied().unwrap_or(line);
+                }
+                buf.push(c);
+                preceding_backslash = c == '\\' && !preceding_backslash;
+            } else {
+                if buf.is_empty() {
+                    skip_ws = true;
+                    continue;
+                }
+                if off >= chars.len() {
+                    break buf.len() - usize::from(preceding_backslash);
+                }
+                if preceding_backslash {
+                    // The backslash joins the next line, minus its leading whitespace.
+                    buf.pop();
+                    skip_ws = true;
+                    appended_line_begin = true;
+                    preceding_backslash = false;
+                    if c == '\r' {
+                        skip_lf = true;
+                    }
+                } else {
+                    break buf.len();
+                }
+            }
+        };
+        buf.truncate(len);
+        out.push((start, buf.into_iter().collect()));
     }
     out
 }
@@ -55,32 +125,8 @@ fn physical_lines(text: &str) -> Vec<&str> {
 /// Parses properties text into entries, in file order (duplicates are kept; the caller
 /// decides, as `Properties` would, that the last one wins).
 pub fn parse(text: &str) -> Result<Vec<Entry>, ConfigError> {
-    let lines = physical_lines(text);
     let mut entries = Vec::new();
-    let mut i = 0;
-    while i < lines.len() {
-        let start = i;
-        let first = lines[i].trim_start_matches(is_ws);
-        i += 1;
-        if first.is_empty() || first.starts_with('#') || first.starts_with('!') {
-            continue;
-        }
-        let mut logical = first.to_string();
-        while continues(&logical) {
-            logical.pop();
-            match lines.get(i) {
-                Some(next) => {
-                    i += 1;
-                    let next = next.trim_start_matches(is_ws);
-                    if next.is_empty() {
-                        break;
-                    }
-                    logical.push_str(next);
-                }
-                None => break,
-            }
-        }
-        let line = start + 1;
+    for (line, logical) in logical_lines(text) {
         let (raw_key, raw_value) = split_key_value(&logical);
         let key = unescape(raw_key, line)?;
         let value = unescape(raw_value, line)?;
@@ -125,37 +171,41 @@ fn split_key_value(logical: &str) -> (&str, &str) {
     (key, rest.trim_start_matches(is_ws))
 }
 
-/// Resolves backslash escapes as `Properties.loadConvert` does.
+/// Resolves backslash escapes as `Properties.loadConvert` does. `\\uXXXX` escapes are
+/// UTF-16 units, so surrogate pairs combine; a lone surrogate becomes U+FFFD.
 fn unescape(s: &str, line: usize) -> Result<String, ConfigError> {
-    let mut out = String::with_capacity(s.len());
+    let mut units: Vec<u16> = Vec::with_capacity(s.len());
     let mut chars = s.chars();
+    let push = |units: &mut Vec<u16>, c: char| {
+        let mut b = [0u16; 2];
+        units.extend_from_slice(c.encode_utf16(&mut b));
+    };
     while let Some(c) = chars.next() {
         if c != '\\' {
-            out.push(c);
+            push(&mut units, c);
             continue;
         }
         match chars.next() {
-            Some('t') => out.push('\t'),
-            Some('n') => out.push('\n'),
-            Some('r') => out.push('\r'),
-            Some('f') => out.push('\u{c}'),
+            Some('t') => push(&mut units, '\t'),
+            Some('n') => push(&mut units, '\n'),
+            Some('r') => push(&mut units, '\r'),
+            Some('f') => push(&mut units, '\u{c}'),
             Some('u') => {
                 let hex: String = chars.by_ref().take(4).collect();
-                let code = (hex.len() == 4)
-                    .then(|| u32::from_str_radix(&hex, 16).ok())
+                let unit = (hex.len() == 4 && hex.chars().all(|h| h.is_ascii_hexdigit()))
+                    .then(|| u16::from_str_radix(&hex, 16).ok())
                     .flatten()
-                    .and_then(char::from_u32)
                     .ok_or_else(|| ConfigError::Syntax {
                         line,
                         reason: format!("malformed \\uxxxx escape: \\u{hex}"),
                     })?;
-                out.push(code);
+                units.push(unit);
             }
-            Some(other) => out.push(other),
+            Some(other) => push(&mut units, other),
             None => {}
         }
     }
-    Ok(out)
+    Ok(String::from_utf16_lossy(&units))
 }
 
 #[cfg(test)]
@@ -206,6 +256,76 @@ mod tests {
             .map(|(l, k, v)| (l, k.to_string(), v.to_string()))
             .collect();
         assert_eq!(got, want);
+    }
+
+    fn unhex(h: &str) -> String {
+        let bytes: Vec<u8> = (0..h.len() / 2)
+            .map(|i| u8::from_str_radix(&h[2 * i..2 * i + 2], 16).unwrap())
+            .collect();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    /// 795 generated texts (escapes, continuations, comments, separators, CR/LF mixes)
+    /// with the result of OpenJDK 17's `Properties.load(Reader)` on each, keys and values
+    /// trimmed as ZooKeeper does (lone surrogates shown as U+FFFD on both sides):
+    /// `hex(text) ok hex(k)=hex(v),...` or `hex(text) err`.
+    #[test]
+    fn agrees_with_java_on_generated_inputs() {
+        let cases = include_str!("../../testdata/properties-java.txt");
+        let mut checked = 0;
+        for line in cases.lines() {
+            let mut parts = line.split(' ');
+            let text = unhex(parts.next().unwrap());
+            let outcome = parts.next().unwrap();
+            let got = parse(&text);
+            if outcome == "err" {
+                assert!(got.is_err(), "{text:?}: Java refused it, we gave {got:?}");
+            } else {
+                let mut want = std::collections::BTreeMap::new();
+                for kv in parts
+                    .next()
+                    .unwrap_or("")
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                {
+                    let (k, v) = kv.split_once('=').unwrap();
+                    want.insert(unhex(k), unhex(v));
+                }
+                let mut have = std::collections::BTreeMap::new();
+                for e in got.unwrap_or_else(|e| panic!("{text:?}: {e}")) {
+                    have.insert(e.key, e.value);
+                }
+                assert_eq!(have, want, "{text:?}");
+            }
+            checked += 1;
+        }
+        assert_eq!(checked, 795);
+    }
+
+    #[test]
+    fn java_line_reader_quirks() {
+        // A lone continuation backslash on the last line: an empty entry when the input
+        // ends right after its newline (or right after it), none when more follows.
+        assert_eq!(
+            kv("a=1\n\\\n"),
+            vec![(1, "a".into(), "1".into()), (2, "".into(), "".into())]
+        );
+        assert_eq!(
+            kv("a=1\n\\"),
+            vec![(1, "a".into(), "1".into()), (2, "".into(), "".into())]
+        );
+        assert_eq!(kv("a=1\n\\\r\n"), vec![(1, "a".into(), "1".into())]);
+        // After a continuation that left nothing, a '#' starts a comment.
+        assert_eq!(kv("\\\n#x=1\ny=2"), vec![(3, "y".into(), "2".into())]);
+        // ... but after a continuation with text, it is part of the value.
+        assert_eq!(kv("a=1\\\n#2"), vec![(1, "a".into(), "1#2".into())]);
+        // \u escapes are UTF-16: pairs combine.
+        assert_eq!(
+            kv("k=\\uD83D\\uDE00"),
+            vec![(1, "k".into(), "\u{1F600}".into())]
+        );
+        assert_eq!(kv("k=\\uD800"), vec![(1, "k".into(), "\u{FFFD}".into())]);
+        assert!(parse("k=\\u+123").is_err());
     }
 
     #[test]
