@@ -664,3 +664,76 @@ fn digest_is_order_independent_and_sensitive() {
     );
     assert_ne!(a.tree.digest(), b.tree.digest());
 }
+
+#[test]
+fn quota_usage_follows_creates_deletes_and_set_data() {
+    let mut t = T::new();
+    t.create("/app", b"12");
+    t.create("/app/a", b"345");
+    // What `setquota -n 10 /app` does: the quota directory, the limits, then the stats.
+    t.create("/zookeeper/quota/app", b"");
+    t.create(
+        "/zookeeper/quota/app/zookeeper_limits",
+        b"count=10,bytes=-1",
+    );
+    assert_eq!(t.tree.quota_paths(), vec!["/app"]);
+    t.create("/zookeeper/quota/app/zookeeper_stats", b"count=0,bytes=0");
+    let stats = |t: &T| {
+        String::from_utf8(
+            t.tree
+                .get("/zookeeper/quota/app/zookeeper_stats")
+                .unwrap()
+                .data()
+                .to_vec(),
+        )
+        .unwrap()
+    };
+    assert_eq!(stats(&t), "count=2,bytes=5", "recomputed from the subtree");
+    let stat_before = t.tree.stat("/zookeeper/quota/app/zookeeper_stats").unwrap();
+
+    t.create("/app/b", b"6789");
+    assert_eq!(stats(&t), "count=3,bytes=9");
+    t.apply(
+        OpCode::SetData,
+        Txn::SetData {
+            path: "/app/b".into(),
+            data: b"6".to_vec(),
+            version: 1,
+        },
+    );
+    assert_eq!(stats(&t), "count=3,bytes=6");
+    t.apply(
+        OpCode::Delete,
+        Txn::Delete {
+            path: "/app/a".into(),
+        },
+    );
+    assert_eq!(stats(&t), "count=2,bytes=3");
+    // Outside the quota: no change.
+    t.create("/other", b"xxxx");
+    assert_eq!(stats(&t), "count=2,bytes=3");
+    // The stats node's data changes in place; its version and mzxid do not.
+    let stat_after = t.tree.stat("/zookeeper/quota/app/zookeeper_stats").unwrap();
+    assert_eq!(
+        (stat_after.version, stat_after.mzxid),
+        (stat_before.version, stat_before.mzxid)
+    );
+
+    // Quota usage survives a snapshot, and the quota is known again after loading.
+    let mut buf = Vec::new();
+    t.tree.snapshot_view().write_to(&mut buf).unwrap();
+    let restored = DataTree::read_from(&mut &buf[..]).unwrap();
+    assert_eq!(restored.quota_paths(), vec!["/app"]);
+    assert_eq!(restored.digest(), t.tree.digest());
+
+    // delquota: removing the limits ends the accounting.
+    t.apply(
+        OpCode::Delete,
+        Txn::Delete {
+            path: "/zookeeper/quota/app/zookeeper_limits".into(),
+        },
+    );
+    assert!(t.tree.quota_paths().is_empty());
+    t.create("/app/c", b"1");
+    assert_eq!(stats(&t), "count=2,bytes=3");
+}

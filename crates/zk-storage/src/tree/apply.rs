@@ -7,6 +7,7 @@ use zk_proto::txn::{Txn, TxnEntry, TxnHeader};
 use zk_proto::zxid::Zxid;
 
 use super::arena::StatPersisted;
+use super::quota::{QUOTA_STAT_NODE, quota_target};
 use super::{CONTAINER_EPHEMERAL_OWNER, DataTree, NodeKind, client_stat, split_parent};
 use super::{ttl_ephemeral_owner, validate_path};
 
@@ -254,6 +255,12 @@ impl DataTree {
     ) -> Result<Option<Stat>, ErrorCode> {
         match self.create_node(path, data, acl, owner, parent_cversion, h.zxid, h.time) {
             Ok(stat) => {
+                if let Some((target, QUOTA_STAT_NODE)) = quota_target(path) {
+                    self.update_quota_for_path(target);
+                }
+                if let Some(prefix) = self.max_prefix_with_quota(path) {
+                    self.update_quota_stat(&prefix, data.len() as i64, 1);
+                }
                 trigger(triggers, path, EventType::NodeCreated);
                 if let Some((parent, _)) = split_parent(path) {
                     trigger(triggers, parent, EventType::NodeChildrenChanged);
@@ -377,7 +384,11 @@ impl DataTree {
             }
         }
         let id = id.ok_or(ErrorCode::NoNode)?;
+        let old_len = self.arena.slot(id).data.len() as i64;
         self.remove_node(id);
+        if let Some(prefix) = self.max_prefix_with_quota(path) {
+            self.update_quota_stat(&prefix, -old_len, -1);
+        }
         trigger(triggers, path, EventType::NodeDeleted);
         trigger(triggers, parent_path, EventType::NodeChildrenChanged);
         Ok(())
@@ -403,6 +414,9 @@ impl DataTree {
         s.stat.version = version;
         let stat = client_stat(s);
         self.data_size = self.data_size.saturating_sub(old_len) + new_len;
+        if let Some(prefix) = self.max_prefix_with_quota(path) {
+            self.update_quota_stat(&prefix, new_len as i64 - old_len as i64, 0);
+        }
         Ok(stat)
     }
 

@@ -4,7 +4,8 @@
 //! of each session, the container and TTL nodes and the session table, and applies
 //! replicated txns deterministically with [`DataTree::apply`] (the only clock is the txn
 //! header's time). Reads give what the server answers clients with: data and [`Stat`],
-//! children, ACLs, ephemerals.
+//! children, ACLs, ephemerals. Quota usage under `/zookeeper/quota` is kept up to date
+//! as ZooKeeper does.
 //!
 //! ```
 //! use zk_proto::data::{Acl, EventType, OpCode};
@@ -34,6 +35,7 @@ mod acl;
 mod apply;
 mod arena;
 mod path;
+mod quota;
 mod snapshot;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -48,6 +50,7 @@ use zk_proto::zxid::Zxid;
 pub use apply::{ApplyOutcome, OpOutcome, WatchTrigger};
 pub use arena::StatPersisted;
 pub use path::{InvalidPath, sequential_path, split_parent, validate_path};
+pub use quota::{QUOTA_LIMIT_NODE, QUOTA_ROOT, QUOTA_STAT_NODE};
 pub use snapshot::{SnapshotView, TreeSnapshotError};
 
 use acl::AclTable;
@@ -126,6 +129,8 @@ pub struct DataTree {
     ephemerals: HashMap<i64, BTreeSet<Arc<str>>>,
     containers: BTreeSet<Arc<str>>,
     ttls: BTreeSet<Arc<str>>,
+    /// Paths with a quota (a `zookeeper_limits` node under `/zookeeper/quota`).
+    quotas: BTreeSet<Arc<str>>,
     last_processed_zxid: Zxid,
     data_size: u64,
     empty: Arc<[u8]>,
@@ -247,6 +252,7 @@ impl DataTree {
             ephemerals: HashMap::new(),
             containers: BTreeSet::new(),
             ttls: BTreeSet::new(),
+            quotas: BTreeSet::new(),
             last_processed_zxid: 0,
             data_size: 0,
             empty: Arc::from(&[][..]),
@@ -318,6 +324,9 @@ impl DataTree {
             .insert_unique(table_hash(h), IndexEntry { id, hash: h }, |e| {
                 table_hash(e.hash)
             });
+        if let Some((target, QUOTA_LIMIT_NODE)) = quota::quota_target(&path) {
+            self.quotas.insert(Arc::from(target));
+        }
         match NodeKind::of(owner) {
             NodeKind::Persistent => {}
             NodeKind::Container => {
@@ -358,6 +367,9 @@ impl DataTree {
         let h = self.path_hash(&path);
         if let Ok(entry) = self.index.find_entry(table_hash(h), |e| e.id == id) {
             entry.remove();
+        }
+        if let Some((target, QUOTA_LIMIT_NODE)) = quota::quota_target(&path) {
+            self.quotas.remove(target);
         }
         self.acls.release(old.acl);
         self.data_size = self
@@ -543,6 +555,11 @@ impl DataTree {
     /// Paths of all TTL nodes, sorted.
     pub fn ttl_nodes(&self) -> Vec<&str> {
         self.ttls.iter().map(|p| &**p).collect()
+    }
+
+    /// Paths that have a quota (a `zookeeper_limits` node under [`QUOTA_ROOT`]), sorted.
+    pub fn quota_paths(&self) -> Vec<&str> {
+        self.quotas.iter().map(|p| &**p).collect()
     }
 
     /// What the container manager should delete at `now_ms` (ZooKeeper's
