@@ -1,5 +1,5 @@
-//! Golden bytes: sessions of real clients (kazoo 2.11 and Apache ZooKeeper 3.8's own Java
-//! client) against a real ZooKeeper 3.8.0, recorded on the wire (see
+//! Golden bytes: sessions of real clients (kazoo 2.11, and Apache ZooKeeper 3.8's own Java
+//! and C clients) against a real ZooKeeper 3.8.0, recorded on the wire (see
 //! `fixtures/jute/README.md`). Every frame must decode, carry the expected values, and
 //! re-encode to exactly the recorded bytes.
 
@@ -473,5 +473,50 @@ fn real_server_replies_to_the_less_common_ops() {
             &[EventType::NodeDeleted; 5]
         ]
         .concat()
+    );
+}
+
+#[test]
+fn c_client_session_round_trips() {
+    // ZooKeeper's own C client (cli_mt from zookeeper-bin 3.8.0).
+    let s = decode_session("cclient");
+    assert_eq!(s.connect.read_only, Some(false));
+    assert_eq!(s.connect.passwd.len(), 16);
+    assert_eq!(s.connect.session_id, 0);
+    let Request::Create(create) = &s.requests[0].request else {
+        panic!("first C request is {:?}", s.requests[0].request);
+    };
+    // cli_mt creates with the data "new" and OPEN_ACL_UNSAFE.
+    assert_eq!(create.path, "/cgolden");
+    assert_eq!(create.data.as_deref(), Some(&b"new"[..]));
+    assert_eq!(create.acl, Acl::open_unsafe());
+    let ops = op_codes(&s);
+    for op in [
+        OpCode::Create,
+        OpCode::GetData,
+        OpCode::GetChildren2,
+        OpCode::Exists,
+        OpCode::SetData,
+        OpCode::Delete,
+        OpCode::CloseSession,
+    ] {
+        assert!(ops.contains(&op.code()), "cli_mt sent no {op:?}: {ops:?}");
+    }
+    // Its watches fire as notifications: a data change and two child changes.
+    let events: Vec<_> = s
+        .replies
+        .iter()
+        .filter_map(|r| match &r.body {
+            Response::Notification(e) => Some((e.kind().ok(), e.path.as_str())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        events,
+        [
+            (Some(EventType::NodeDataChanged), "/cgolden"),
+            (Some(EventType::NodeChildrenChanged), "/cgolden"),
+            (Some(EventType::NodeChildrenChanged), "/cgolden"),
+        ]
     );
 }
