@@ -392,3 +392,34 @@ proptest! {
         prop_assert!(read(&input).is_err());
     }
 }
+
+#[test]
+fn views_and_trees_can_move_between_threads() {
+    fn send_static<T: Send + Sync + 'static>(_: &T) {}
+    let tree = sample_tree();
+    let view = tree.snapshot_view();
+    send_static(&view);
+    send_static(&tree);
+    // Many views at once share the chunks; each still writes its own moment.
+    let mut live = tree;
+    let views: Vec<_> = (0..3)
+        .map(|i| {
+            let v = live.snapshot_view();
+            let mut b = Builder {
+                tree: live.clone(),
+                zxid: 0x6_0000_0000 + 10 * i,
+            };
+            b.create(&format!("/v{i}"), b"", Acl::open_unsafe(), 0);
+            live = b.tree;
+            v
+        })
+        .collect();
+    for (i, v) in views.iter().enumerate() {
+        let mut buf = Vec::new();
+        v.write_to(&mut buf).unwrap();
+        let t = read(&buf).unwrap();
+        for j in 0..3 {
+            assert_eq!(t.exists(&format!("/v{j}")), j < i, "view {i} node {j}");
+        }
+    }
+}
