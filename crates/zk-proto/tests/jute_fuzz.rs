@@ -174,6 +174,24 @@ proptest! {
     }
 
     #[test]
+    fn four_letter_words_with_any_tail(
+        word in proptest::sample::select(FourLetterWord::ALL),
+        tail in proptest::collection::vec(any::<u8>(), 0..200),
+    ) {
+        let mut codec = ServerCodec::default();
+        let mut buf = BytesMut::from(&word.bytes()[..]);
+        buf.extend_from_slice(&tail);
+        let first = codec.decode(&mut buf).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(first, Some(Inbound::FourLetterWord(word)));
+        let rest = codec.decode_eof(&mut buf);
+        if tail.len() <= 64 {
+            prop_assert!(matches!(rest, Ok(None)));
+        } else {
+            prop_assert!(matches!(rest, Err(JuteError::AfterFourLetterWord)));
+        }
+    }
+
+    #[test]
     fn negative_lengths_are_errors(len in i32::MIN..-1) {
         let mut codec = JuteCodec::new();
         let mut buf = BytesMut::from(&len.to_be_bytes()[..]);
