@@ -61,11 +61,24 @@ fn opts() -> DbOptions {
 
 /// Writes a raw stored value into the closed database's log, through sled directly.
 fn put_raw(dir: &std::path::Path, zxid: Zxid, value: Vec<u8>) -> Result<()> {
-    let db = sled::open(dir.join(TXN_LOG_DIR))?;
+    let db = open_sled(&dir.join(TXN_LOG_DIR))?;
     db.open_tree(SLED_RECORDS_TREE)?
         .insert(zxid.to_be_bytes(), value)?;
     db.flush()?;
     Ok(())
+}
+
+/// Opens sled directly, waiting while the dropped database's threads still hold its lock.
+fn open_sled(path: &std::path::Path) -> Result<sled::Db> {
+    for _ in 0..300 {
+        match sled::open(path) {
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return Ok(other?),
+        }
+    }
+    anyhow::bail!("sled lock on {} still held after 3 s", path.display())
 }
 
 #[test]

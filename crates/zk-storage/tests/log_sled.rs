@@ -13,6 +13,19 @@ fn options() -> SledLogOptions {
     }
 }
 
+/// Opens sled directly, waiting while the dropped log's threads still hold its lock.
+fn open_sled(path: &std::path::Path) -> Result<sled::Db> {
+    for _ in 0..300 {
+        match sled::open(path) {
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return Ok(other?),
+        }
+    }
+    anyhow::bail!("sled lock on {} still held after 3 s", path.display())
+}
+
 #[test]
 fn sled_log_passes_the_suite() {
     let mut dirs = Vec::new();
@@ -99,7 +112,7 @@ fn bad_value_written_through_sled_is_reported_after_reopen() -> Result<()> {
     }
     {
         // Plant a bad value with sled directly, under the documented layout.
-        let db = sled::open(&path)?;
+        let db = open_sled(&path)?;
         let tree = db.open_tree(zk_storage::log::SLED_RECORDS_TREE)?;
         tree.insert(2i64.to_be_bytes(), b"\0\0\0\0payload".to_vec())?;
         db.flush()?;
@@ -122,7 +135,7 @@ fn a_foreign_key_is_a_format_error() -> Result<()> {
     let path = dir.path().join("log");
     drop(SledTxnLog::open(&path, options())?);
     {
-        let db = sled::open(&path)?;
+        let db = open_sled(&path)?;
         let tree = db.open_tree(zk_storage::log::SLED_RECORDS_TREE)?;
         tree.insert(b"short", b"x".to_vec())?;
         db.flush()?;
@@ -169,5 +182,32 @@ fn epoch_files_survive_reopen_and_are_checked() -> Result<()> {
     assert!(matches!(err, EpochError::Parse { .. }), "{err}");
     std::fs::write(dir.path().join("currentEpoch"), vec![b'1'; 4096])?;
     assert!(FileEpochStore::open(dir.path()).is_err());
+    Ok(())
+}
+
+#[test]
+fn large_records_survive_reopen() -> Result<()> {
+    // Larger than sled's blob threshold (~120 KiB with 512 KiB segments): stored as blob
+    // files, which the log syncs itself.
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("log");
+    let big: Vec<Vec<u8>> = (1..=3u8)
+        .map(|i| vec![i; 300 * 1024 * i as usize])
+        .collect();
+    {
+        let mut log = SledTxnLog::open(&path, options())?;
+        for (i, payload) in big.iter().enumerate() {
+            log.append(i as i64 + 1, payload)?;
+            log.sync()?;
+        }
+        log.append(4, b"small")?;
+        log.sync()?;
+    }
+    let log = SledTxnLog::open(&path, options())?;
+    for (i, payload) in big.iter().enumerate() {
+        let record = log.get(i as i64 + 1)?.expect("record");
+        assert_eq!(&record.payload, payload);
+    }
+    assert_eq!(log.get(4)?.map(|r| r.payload), Some(b"small".to_vec()));
     Ok(())
 }

@@ -23,9 +23,9 @@
 //!
 //! # Blocking
 //!
-//! Every method blocks on disk I/O (sled's `flush` is an fsync). Async callers run the log
-//! on a storage thread or in `tokio::task::spawn_blocking`; [`SledTxnLog::flush_async`]
-//! exposes sled's own asynchronous flush, which runs on sled's I/O threads.
+//! Every method blocks on disk I/O (`sync` ends in an `fdatasync`). Async callers run the
+//! log on a storage thread or in `tokio::task::spawn_blocking`. sled's own `flush_async` is
+//! not offered: on Linux it is not a durable flush by itself (see [`SledTxnLog`]).
 //!
 //! ```
 //! use zk_storage::log::{MemTxnLog, TxnLog};

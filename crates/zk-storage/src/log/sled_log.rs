@@ -1,6 +1,10 @@
 //! The txn log on sled 0.34.
 
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use zk_proto::zxid::Zxid;
 
@@ -13,8 +17,33 @@ pub const RECORDS_TREE: &str = "txns";
 const FORMAT_KEY: &[u8] = b"format";
 /// The format marker this code writes and accepts.
 const FORMAT_VALUE: &[u8] = b"zk-rs txnlog v1";
+/// sled 0.34's data file inside its directory.
+const SLED_DATA_FILE: &str = "db";
+/// sled 0.34's directory of large items.
+const SLED_BLOB_DIR: &str = "blobs";
 /// Records removed per sled batch by truncate / purge, to bound memory.
 const REMOVE_BATCH: usize = 4096;
+
+/// How long [`SledTxnLog::open`] waits for sled's file lock: sled's background threads may
+/// hold the lock for a moment after the previous `Db` of the same directory was dropped.
+const LOCK_WAIT: Duration = Duration::from_secs(3);
+const LOCK_RETRY: Duration = Duration::from_millis(10);
+
+/// Opens sled, retrying (for at most [`LOCK_WAIT`]) while its file lock is still held.
+fn open_waiting_for_lock(config: &sled::Config) -> sled::Result<sled::Db> {
+    let deadline = Instant::now() + LOCK_WAIT;
+    loop {
+        match config.open() {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && Instant::now() < deadline =>
+            {
+                std::thread::sleep(LOCK_RETRY);
+            }
+            other => return other,
+        }
+    }
+}
 
 /// Tuning of the sled log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,13 +64,27 @@ impl Default for SledLogOptions {
 /// A [`TxnLog`] stored in a sled 0.34 database.
 ///
 /// sled is opened with `flush_every_ms(None)`: nothing is flushed behind the log's back,
-/// and a record is durable exactly when [`sync`](TxnLog::sync) (one `Db::flush`, an fsync)
-/// has returned. A batch is applied with one sled `Batch`, which sled recovers atomically.
+/// and a record is durable exactly when [`sync`](TxnLog::sync) has returned. A batch is
+/// applied with one sled `Batch`, which sled recovers atomically.
+///
+/// `sync` is `Db::flush` **followed by an `fdatasync` of sled's data file**. On Linux,
+/// sled 0.34.7's `flush` writes its log buffers with `pwrite` + `sync_file_range`
+/// (`pagecache/iobuf.rs`), which neither flushes the device's write cache nor persists the
+/// file's size when the file grew; that survives `kill -9` but not a power loss. Only
+/// sled's periodic flusher calls `fsync`, and it is turned off here so that durability is
+/// explicit, so the log calls `fdatasync` itself. sled also writes items larger than about
+/// an eighth of its 512 KiB segment (a txn of more than ~120 KiB) to files in `<path>/blobs`
+/// without ever syncing them; `sync` therefore also `fdatasync`s every blob file it has not
+/// synced yet, and the `blobs` directory when one appeared.
 #[derive(Debug)]
 pub struct SledTxnLog {
     path: PathBuf,
     db: sled::Db,
     records: sled::Tree,
+    /// sled's data file (`<path>/db`), kept open to `fdatasync` it after each flush.
+    data_file: File,
+    /// Blob files already synced (names in `<path>/blobs`).
+    synced_blobs: HashSet<OsString>,
     last: Option<Zxid>,
     durable: Option<Zxid>,
 }
@@ -54,13 +97,12 @@ impl SledTxnLog {
             location: path.display().to_string(),
             source,
         };
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(&path)
             .flush_every_ms(None)
             .cache_capacity(options.cache_capacity_bytes)
-            .mode(sled::Mode::LowSpace)
-            .open()
-            .map_err(sled_err)?;
+            .mode(sled::Mode::LowSpace);
+        let db = open_waiting_for_lock(&config).map_err(sled_err)?;
         let records = db.open_tree(RECORDS_TREE).map_err(sled_err)?;
         match db.get(FORMAT_KEY).map_err(sled_err)? {
             Some(v) if v.as_ref() == FORMAT_VALUE => {}
@@ -82,16 +124,32 @@ impl SledTxnLog {
             }
             None => {
                 db.insert(FORMAT_KEY, FORMAT_VALUE).map_err(sled_err)?;
-                db.flush().map_err(sled_err)?;
             }
         }
+        let data_path = path.join(SLED_DATA_FILE);
+        let data_file = File::open(&data_path).map_err(|e| LogError::Format {
+            location: path.display().to_string(),
+            reason: format!("cannot open sled's data file {}: {e}", data_path.display()),
+        })?;
         let mut log = Self {
             path,
             db,
             records,
+            data_file,
+            synced_blobs: HashSet::new(),
             last: None,
             durable: None,
         };
+        log.flush_and_fsync()?;
+        // sled does not sync its directory after creating its files.
+        let dir_err = |e: std::io::Error| LogError::Sled {
+            location: log.location(),
+            source: sled::Error::Io(e),
+        };
+        crate::fsio::sync_dir(&log.path).map_err(dir_err)?;
+        if let Some(parent) = log.path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            crate::fsio::sync_dir(parent).map_err(dir_err)?;
+        }
         log.last = log.read_last_key()?;
         log.durable = log.last;
         Ok(log)
@@ -117,13 +175,48 @@ impl SledTxnLog {
         self.records.is_empty()
     }
 
-    /// Like [`sync`](TxnLog::sync), but waits for sled's flush on sled's own I/O threads, so
-    /// an async caller does not block its executor during the fsync.
-    pub async fn flush_async(&mut self) -> Result<Option<Zxid>, LogError> {
-        let last = self.last;
-        self.db.flush_async().await.map_err(|e| self.sled_err(e))?;
-        self.durable = last;
-        Ok(last)
+    /// sled's `flush`, then `fdatasync` of its data file and of new blob files (see the
+    /// type's documentation).
+    fn flush_and_fsync(&mut self) -> Result<(), LogError> {
+        self.db.flush().map_err(|e| self.sled_err(e))?;
+        let io_err = |location: String| {
+            move |e: std::io::Error| LogError::Sled {
+                location,
+                source: sled::Error::Io(e),
+            }
+        };
+        self.data_file
+            .sync_data()
+            .map_err(io_err(self.location()))?;
+        let blobs = self.path.join(SLED_BLOB_DIR);
+        let entries = match std::fs::read_dir(&blobs) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_err(blobs.display().to_string())(e)),
+        };
+        let mut present = HashSet::new();
+        let mut new_blob = false;
+        for entry in entries {
+            let entry = entry.map_err(io_err(blobs.display().to_string()))?;
+            let name = entry.file_name();
+            if !self.synced_blobs.contains(&name) {
+                match File::open(entry.path()) {
+                    Ok(f) => f
+                        .sync_data()
+                        .map_err(io_err(entry.path().display().to_string()))?,
+                    // Removed by sled's garbage collection meanwhile: nothing to sync.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(io_err(entry.path().display().to_string())(e)),
+                }
+                new_blob = true;
+            }
+            present.insert(name);
+        }
+        if new_blob {
+            crate::fsio::sync_dir(&blobs).map_err(io_err(blobs.display().to_string()))?;
+        }
+        self.synced_blobs = present;
+        Ok(())
     }
 
     fn sled_err(&self, source: sled::Error) -> LogError {
@@ -186,7 +279,7 @@ impl SledTxnLog {
                 .apply_batch(batch)
                 .map_err(|e| self.sled_err(e))?;
         }
-        self.db.flush().map_err(|e| self.sled_err(e))?;
+        self.flush_and_fsync()?;
         self.last = self.read_last_key()?;
         self.durable = self.last;
         Ok(removed)
@@ -223,7 +316,7 @@ impl TxnLog for SledTxnLog {
 
     fn sync(&mut self) -> Result<Option<Zxid>, LogError> {
         let last = self.last;
-        self.db.flush().map_err(|e| self.sled_err(e))?;
+        self.flush_and_fsync()?;
         self.durable = last;
         Ok(last)
     }
