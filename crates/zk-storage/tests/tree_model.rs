@@ -533,6 +533,9 @@ impl Gen<'_> {
 }
 
 fn compare(tree: &DataTree, model: &Model) -> Result<(), TestCaseError> {
+    if let Err(e) = tree.check_invariants() {
+        return Err(TestCaseError::fail(e));
+    }
     prop_assert_eq!(tree.node_count(), model.nodes.len());
     for (path, m) in &model.nodes {
         let n = tree.get(path);

@@ -24,7 +24,7 @@ impl T {
 
     fn apply_as(&mut self, session: i64, op: OpCode, txn: Txn) -> zk_storage::tree::ApplyOutcome {
         self.zxid += 1;
-        self.tree.apply(&TxnEntry {
+        let out = self.tree.apply(&TxnEntry {
             header: TxnHeader {
                 client_id: session,
                 cxid: 7,
@@ -33,7 +33,11 @@ impl T {
                 op,
             },
             txn,
-        })
+        });
+        if let Err(e) = self.tree.check_invariants() {
+            panic!("invariant broken: {e}");
+        }
+        out
     }
 
     fn apply(&mut self, op: OpCode, txn: Txn) -> zk_storage::tree::ApplyOutcome {

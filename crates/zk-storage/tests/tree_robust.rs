@@ -94,6 +94,9 @@ fn arb_entry() -> impl Strategy<Value = TxnEntry> {
 }
 
 fn check_structure(tree: &DataTree) -> Result<(), TestCaseError> {
+    if let Err(e) = tree.check_invariants() {
+        return Err(TestCaseError::fail(e));
+    }
     let mut seen = 0usize;
     let mut stack = vec!["/".to_string()];
     while let Some(p) = stack.pop() {

@@ -172,7 +172,11 @@ fn snapshot_bytes(tree: &DataTree) -> Vec<u8> {
 }
 
 fn read(bytes: &[u8]) -> Result<DataTree, TreeSnapshotError> {
-    DataTree::read_from(&mut BufReader::new(bytes))
+    let tree = DataTree::read_from(&mut BufReader::new(bytes))?;
+    if let Err(e) = tree.check_invariants() {
+        panic!("restored tree broken: {e}");
+    }
+    Ok(tree)
 }
 
 #[test]

@@ -12,6 +12,9 @@ use super::{CONTAINER_EPHEMERAL_OWNER, DataTree, NodeKind, client_stat, split_pa
 use super::{ttl_ephemeral_owner, validate_path};
 
 /// A watch to fire: the server's watch manager delivers `event` to the watches on `path`.
+/// As in ZooKeeper, `NodeCreated` and `NodeDataChanged` go to the data (and exists)
+/// watches of the path, `NodeChildrenChanged` to its child watches, and `NodeDeleted` to
+/// both its data and its child watches.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WatchTrigger {
     /// The znode.

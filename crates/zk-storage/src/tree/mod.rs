@@ -616,6 +616,89 @@ impl DataTree {
         let _ = self.set_data(path, data, -1, config_version, time_ms);
     }
 
+    /// Checks the tree's internal invariants in O(nodes): every node is reachable from `/`
+    /// exactly once through the children lists, parent links and child counts agree, the
+    /// path index finds every node, and the ephemeral, container, TTL and quota sets name
+    /// exactly the nodes of their kind. For tests and debug checks; a violation is a bug.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let root = self.lookup("/").ok_or("no root")?;
+        let mut seen = 0usize;
+        let mut ephemerals = 0usize;
+        let (mut containers, mut ttls, mut quotas) = (0usize, 0usize, 0usize);
+        // Bounded: more visits than live nodes means a cycle, reported below.
+        let mut stack = vec![root];
+        while let Some(id) = stack.pop() {
+            seen += 1;
+            if seen > self.arena.live() {
+                return Err("children lists reach more nodes than exist".into());
+            }
+            let slot = self.arena.slot(id);
+            let path = slot.path.as_deref().ok_or("free slot linked as a child")?;
+            if self.lookup(path) != Some(id) {
+                return Err(format!("index does not find {path}"));
+            }
+            let mut children = 0u32;
+            for c in self.child_ids(id) {
+                children += 1;
+                let child = self.arena.slot(c);
+                let child_path = child.path.as_deref().unwrap_or("");
+                if child.parent != id || split_parent(child_path).map(|(p, _)| p) != Some(path) {
+                    return Err(format!("{child_path} is linked under {path}"));
+                }
+                stack.push(c);
+            }
+            if children != slot.num_children {
+                return Err(format!(
+                    "{path} counts {} children, has {children}",
+                    slot.num_children
+                ));
+            }
+            match NodeKind::of(slot.stat.ephemeral_owner) {
+                NodeKind::Persistent => {}
+                NodeKind::Container => {
+                    containers += 1;
+                    if !self.containers.contains(path) {
+                        return Err(format!("container {path} not in the container set"));
+                    }
+                }
+                NodeKind::Ttl(_) => {
+                    ttls += 1;
+                    if !self.ttls.contains(path) {
+                        return Err(format!("TTL node {path} not in the TTL set"));
+                    }
+                }
+                NodeKind::Ephemeral(s) => {
+                    ephemerals += 1;
+                    if !self
+                        .ephemerals
+                        .get(&s)
+                        .is_some_and(|set| set.contains(path))
+                    {
+                        return Err(format!("ephemeral {path} not listed for its session"));
+                    }
+                }
+            }
+            if let Some((_, QUOTA_LIMIT_NODE)) = quota::quota_target(path) {
+                quotas += 1;
+            }
+        }
+        if seen != self.arena.live() || self.index.len() != seen {
+            return Err(format!(
+                "{seen} nodes reachable, {} live, {} indexed",
+                self.arena.live(),
+                self.index.len()
+            ));
+        }
+        if ephemerals != self.ephemeral_count()
+            || containers != self.containers.len()
+            || ttls != self.ttls.len()
+            || quotas != self.quotas.len()
+        {
+            return Err("ephemeral, container, TTL or quota set names missing nodes".into());
+        }
+        Ok(())
+    }
+
     /// A deterministic digest of every node (path, data, stored stat, child count, ACL),
     /// independent of the order nodes were created in and of the process: two trees with
     /// equal nodes have equal digests.
