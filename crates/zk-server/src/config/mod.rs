@@ -575,15 +575,18 @@ impl Ctx<'_> {
             .value
             .strip_prefix('+')
             .unwrap_or(&self.entry.value);
-        v.parse::<T>().map_err(|e| self.bad(e.to_string()))
+        v.parse::<T>().map_err(|e| match v.parse::<i128>() {
+            Ok(_) => self.bad(format!("out of range ({e})")),
+            Err(_) => self.bad("not a number"),
+        })
     }
 
     fn positive_u32(&self) -> Result<u32, ConfigError> {
-        let v: u32 = self.num()?;
-        if v == 0 {
+        let v: i64 = self.num()?;
+        if v <= 0 {
             return Err(self.bad("must be greater than 0"));
         }
-        Ok(v)
+        u32::try_from(v).map_err(|_| self.bad("out of range (at most 4294967295)"))
     }
 
     fn port(&self) -> Result<u16, ConfigError> {

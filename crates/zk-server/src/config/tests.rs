@@ -434,12 +434,21 @@ fn error_election_alg_other_than_3() {
 fn error_not_a_number() {
     let msg = assert_bad_value("tickTime=2000\ninitLimit=ten\ndataDir=/d\n", 2, "initLimit");
     assert!(msg.contains("\"ten\""), "{msg}");
+    assert!(msg.ends_with("not a number"), "{msg}");
 }
 
 #[test]
 fn error_tick_time_zero() {
-    assert_bad_value("tickTime=0\ndataDir=/d\nclientPort=1\n", 1, "tickTime");
-    assert_bad_value("tickTime=-5\ndataDir=/d\nclientPort=1\n", 1, "tickTime");
+    let msg = assert_bad_value("tickTime=0\ndataDir=/d\nclientPort=1\n", 1, "tickTime");
+    assert!(msg.ends_with("must be greater than 0"), "{msg}");
+    let msg = assert_bad_value("tickTime=-5\ndataDir=/d\nclientPort=1\n", 1, "tickTime");
+    assert!(msg.ends_with("must be greater than 0"), "{msg}");
+    let msg = assert_bad_value(
+        "tickTime=99999999999\ndataDir=/d\nclientPort=1\n",
+        1,
+        "tickTime",
+    );
+    assert!(msg.contains("out of range"), "{msg}");
 }
 
 #[test]
