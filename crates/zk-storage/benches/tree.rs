@@ -78,13 +78,22 @@ static BIG_SNAPSHOT: LazyLock<Vec<u8>> = LazyLock::new(|| {
     buf
 });
 
+/// Resident set size of this process in bytes (Linux), for the allocator's own overhead.
+fn rss_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
 fn report() {
     let n = DIRS * PER_DIR;
+    let rss_before = rss_bytes();
     let before = ALLOC.allocated();
     let t = Instant::now();
     let tree = build(DIRS, PER_DIR);
     let build_s = t.elapsed().as_secs_f64();
     let after = ALLOC.allocated();
+    let rss_after = rss_bytes();
     let nodes = tree.node_count();
     let bytes = after.saturating_sub(before) as f64;
     println!(
@@ -96,6 +105,14 @@ fn report() {
         build_s,
         n as f64 / build_s
     );
+
+    if let (Some(b), Some(a)) = (rss_before, rss_after) {
+        println!(
+            "memory: resident set grew {:.1} MB, {:.1} B per znode beyond its data (allocator overhead included)",
+            a.saturating_sub(b) as f64 / 1e6,
+            a.saturating_sub(b) as f64 / n as f64 - DATA_LEN as f64
+        );
+    }
 
     let t = Instant::now();
     let view = tree.snapshot_view();

@@ -155,6 +155,15 @@ impl DataTree {
                 out.stat = r.stat;
             }
         }
+        if out.err != ErrorCode::Ok {
+            tracing::debug!(
+                zxid = format_args!("{:#x}", h.zxid),
+                op = ?h.op,
+                err = ?out.err,
+                path = out.path.as_deref().unwrap_or(""),
+                "txn applied with an error"
+            );
+        }
         if h.zxid > self.last_processed_zxid {
             self.last_processed_zxid = h.zxid;
         }
