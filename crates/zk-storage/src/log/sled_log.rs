@@ -73,7 +73,7 @@ impl Default for SledLogOptions {
 /// file's size when the file grew; that survives `kill -9` but not a power loss. Only
 /// sled's periodic flusher calls `fsync`, and it is turned off here so that durability is
 /// explicit, so the log calls `fdatasync` itself. sled also writes items larger than about
-/// an eighth of its 512 KiB segment (a txn of more than ~120 KiB) to files in `<path>/blobs`
+/// a quarter of its 512 KiB segment (a txn of more than ~128 KiB) to files in `<path>/blobs`
 /// without ever syncing them; `sync` therefore also `fdatasync`s every blob file it has not
 /// synced yet, and the `blobs` directory when one appeared.
 #[derive(Debug)]
