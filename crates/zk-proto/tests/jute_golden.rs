@@ -1,5 +1,5 @@
-//! Golden bytes: sessions of real clients (kazoo 2.11, and Apache ZooKeeper 3.8's own Java
-//! and C clients) against a real ZooKeeper 3.8.0, recorded on the wire (see
+//! Golden bytes: sessions of real clients (kazoo 2.11, Apache ZooKeeper 3.8's own Java and
+//! C clients, the Rust `zookeeper-client` crate) against a real ZooKeeper 3.8.0, recorded on the wire (see
 //! `fixtures/jute/README.md`). Every frame must decode, carry the expected values, and
 //! re-encode to exactly the recorded bytes.
 
@@ -519,4 +519,49 @@ fn c_client_session_round_trips() {
             (Some(EventType::NodeChildrenChanged), "/cgolden"),
         ]
     );
+}
+
+#[test]
+fn rust_zookeeper_client_session_round_trips() {
+    // The `zookeeper-client` crate 0.11 (through zkbench), the client of our integration
+    // tests: it pings first and creates with create2.
+    let s = decode_session("rustclient");
+    assert_eq!(s.connect.timeout_ms, 10_000);
+    assert_eq!(s.connect.read_only, Some(false));
+    assert_eq!(s.requests[0], RequestPacket::new(0, Request::Ping));
+    let creates: Vec<_> = s
+        .requests
+        .iter()
+        .filter_map(|r| match &r.request {
+            Request::Create2(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(creates.len(), 4);
+    assert!(
+        creates
+            .iter()
+            .all(|c| c.acl == Acl::open_unsafe() && c.flags == 0)
+    );
+    assert_eq!(
+        op_codes(&s),
+        [
+            OpCode::GetData,
+            OpCode::SetData,
+            OpCode::Sync,
+            OpCode::Ping,
+            OpCode::Create2
+        ]
+        .iter()
+        .map(|o| o.code())
+        .collect()
+    );
+    for r in &s.requests[1..] {
+        let reply = reply_to(&s, r.xid);
+        assert_eq!(reply.header.err, 0, "{:?}", r.request);
+        if let (Request::Create2(c), Response::Create2(done)) = (&r.request, &reply.body) {
+            assert_eq!(done.path, c.path);
+            assert_eq!(done.stat.czxid, reply.header.zxid);
+        }
+    }
 }
