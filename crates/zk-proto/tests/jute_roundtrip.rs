@@ -526,6 +526,15 @@ fn multi_frames_like_zookeeper() {
 }
 
 #[test]
+fn expired_session_answer_is_zookeepers() {
+    let mut v = Vec::new();
+    ConnectResponse::session_expired(false).encode(&mut v);
+    // protocolVersion 0, timeOut 0, sessionId 0, passwd = 16 zero bytes, readOnly false.
+    let expected: Vec<u8> = [&[0u8; 16][..], &[0, 0, 0, 16], &[0; 16], &[0]].concat();
+    assert_eq!(v, expected);
+}
+
+#[test]
 fn special_xids_and_unknown_ops() {
     assert_eq!(RequestPacket::new(7, Request::Ping).xid, PING_XID);
     assert_eq!(

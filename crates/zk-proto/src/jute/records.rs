@@ -98,6 +98,21 @@ pub struct ConnectResponse {
     pub read_only: Option<bool>,
 }
 
+impl ConnectResponse {
+    /// What ZooKeeper answers to a resumed session that is expired or unknown (or a wrong
+    /// password): timeout 0, session 0, 16 zero bytes; the client then reports
+    /// `SessionExpired`. `read_only_server` is the trailing byte.
+    pub fn session_expired(read_only_server: bool) -> Self {
+        ConnectResponse {
+            protocol_version: 0,
+            timeout_ms: 0,
+            session_id: 0,
+            passwd: Bytes::from_static(&[0; PASSWORD_LEN]),
+            read_only: Some(read_only_server),
+        }
+    }
+}
+
 impl Record for ConnectResponse {
     const MIN_LEN: usize = 4 + 4 + 8 + 4;
     fn encode<B: BufMut>(&self, buf: &mut B) {
