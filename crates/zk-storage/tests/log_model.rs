@@ -99,7 +99,7 @@ proptest! {
                 Op::Reopen => {
                     log.sync().expect("sync before reopen");
                     model.sync().expect("model sync");
-                    sled = None;
+                    drop(sled.take());
                     sled = Some(SledTxnLog::open(&path, options()).expect("reopen"));
                 }
             }
