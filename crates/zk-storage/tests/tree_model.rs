@@ -3,7 +3,8 @@
 //! DataTree and to a plain BTreeMap model written from ZooKeeper's rules; after every txn
 //! the outcomes must agree, and at the end every node (data, stats, ACL, children), the
 //! ephemerals and sessions must be equal. Each final tree also goes through a snapshot and
-//! must come back equal.
+//! must come back equal, and a snapshot taken halfway plus the txns after it must replay to
+//! the same tree with the same outcomes (what a restart does).
 
 use std::collections::BTreeMap;
 use std::io::BufReader;
@@ -593,7 +594,14 @@ proptest! {
         let mut tree = DataTree::new();
         let mut model = Model::new();
         let mut zxid = 0x5_0000_0000i64;
-        for op in &ops {
+        // A snapshot taken halfway, and everything applied after it.
+        let half = ops.len() / 2;
+        let mut mid_snapshot = Vec::new();
+        let mut after_mid = Vec::new();
+        for (i, op) in ops.iter().enumerate() {
+            if i == half {
+                tree.snapshot_view().write_to(&mut mid_snapshot).unwrap();
+            }
             zxid += 1;
             let (code, txn, session) = Gen { model: &model, pending_cversion: BTreeMap::new() }.concrete(op);
             let entry = TxnEntry {
@@ -606,8 +614,20 @@ proptest! {
             prop_assert_eq!(out.multi.iter().map(|m| m.err).collect::<Vec<_>>(), member_errs);
             prop_assert_eq!(&out.triggers, &trig, "{:?}", entry);
             prop_assert_eq!(tree.last_processed_zxid(), zxid);
+            if i >= half {
+                after_mid.push((entry, out));
+            }
         }
         compare(&tree, &model)?;
+
+        // Restart: the halfway snapshot plus the txns after it replay to the same tree,
+        // with the same outcomes.
+        let mut replayed = DataTree::read_from(&mut BufReader::new(&mid_snapshot[..])).unwrap();
+        for (entry, out) in &after_mid {
+            prop_assert_eq!(&replayed.apply(entry), out);
+        }
+        prop_assert_eq!(replayed.digest(), tree.digest());
+        compare(&replayed, &model)?;
 
         let mut buf = Vec::new();
         let written = tree.snapshot_view().write_to(&mut buf).unwrap();
