@@ -528,7 +528,9 @@ impl ZkDatabase {
             if !job.handle.is_finished() {
                 return Ok(None);
             }
-            self.poll_snapshot();
+            if let Some(Err(e)) = self.poll_snapshot() {
+                tracing::warn!(error = %e, "the previous background snapshot failed");
+            }
         }
         let view = self.tree.snapshot_view();
         let zxid = self.tree.last_processed_zxid();
