@@ -480,7 +480,8 @@ impl WatchManager {
 
     /// The `wchs` figures. As in ZooKeeper (`DataTree.getWatchesSummary`) they cover the
     /// data-watch table: getData/exists, persistent and recursive watches, not
-    /// getChildren watches.
+    /// getChildren watches. `connections` counts sessions that hold a watch now
+    /// (ZooKeeper also counts sessions whose watches have all fired).
     pub fn summary(&self) -> WatchesSummary {
         WatchesSummary {
             connections: self.data.by_session.len(),
