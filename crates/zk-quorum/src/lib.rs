@@ -57,6 +57,7 @@
 pub mod broadcast;
 pub mod command;
 pub mod discovery;
+pub mod driver;
 pub mod error;
 pub mod follower;
 pub mod leader;
@@ -64,6 +65,7 @@ pub mod learner;
 pub mod observer;
 pub mod state_machine;
 pub mod sync;
+pub mod transport;
 pub mod types;
 
 pub use command::{Command, Input};

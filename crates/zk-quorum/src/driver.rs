@@ -1,0 +1,783 @@
+//! A tokio driver for the cores: storage behind `zk-storage`'s [`TxnLog`] and
+//! [`EpochStore`], state behind [`StateMachine`], peers over the gRPC transport.
+//!
+//! One role at a time: [`run_leader`] or [`run_learner`] runs until the core goes back to
+//! LOOKING (returning why) and the caller runs the next election. Commands are executed in
+//! order; appends are buffered and made durable with one `sync` per loop turn (group
+//! commit) before [`Input::Persisted`] lets the core ACK or commit.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::server::Connected;
+use tonic::transport::{Endpoint, Server};
+use tracing::{Instrument, debug, info, info_span, warn};
+use zk_proto::peer::quorum as pb;
+use zk_proto::peer::quorum::quorum_client::QuorumClient;
+use zk_proto::peer::quorum::quorum_server::QuorumServer;
+use zk_storage::log::{EpochError, EpochStore, LogError, TxnLog};
+
+use crate::command::{Command, Input};
+use crate::error::ZabError;
+use crate::leader::{Leader, LeaderStorage};
+use crate::learner::LearnerStorage;
+use crate::state_machine::StateMachine;
+use crate::sync::{History, SyncMode, snapshot_packets};
+use crate::transport::{
+    DialService, Dialer, LearnService, MAX_MESSAGE_BYTES, Outbound, StreamEvent,
+};
+use crate::types::{Config, Ensemble, MAX_SNAPSHOT_CHUNK_BYTES, Packet, ServerId, Txn, Zxid};
+use crate::{Follower, Observer};
+
+/// Capacity of the queue from the learner streams to the leader task.
+const EVENT_QUEUE: usize = 1024;
+/// Most inputs handled per loop turn before the group-commit `sync`.
+const MAX_BATCH: usize = 256;
+
+/// Why a driver stopped other than the core going back to LOOKING.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// The txn log failed (the node must stop).
+    #[error(transparent)]
+    Log(#[from] LogError),
+    /// The epoch store failed (the node must stop).
+    #[error(transparent)]
+    Epoch(#[from] EpochError),
+    /// The state machine failed (the node must stop).
+    #[error("state machine: {0}")]
+    StateMachine(String),
+    /// Storage does not hold what the core asked for.
+    #[error("storage: {0}")]
+    Storage(String),
+    /// The gRPC transport failed to connect or serve.
+    #[error(transparent)]
+    Transport(#[from] tonic::transport::Error),
+    /// The leader refused the stream.
+    #[error(transparent)]
+    Status(#[from] tonic::Status),
+}
+
+/// Driver settings.
+#[derive(Debug, Clone)]
+pub struct DriverOptions {
+    /// ZooKeeper's `tickTime`; the cores get a tick every half of it.
+    pub tick_time: Duration,
+    /// Packets queued per learner on the leader; past it the learner is dropped and
+    /// re-syncs (a snapshot or log range counts as one).
+    pub learner_queue: usize,
+    /// Bound on connecting to the leader.
+    pub connect_timeout: Duration,
+}
+
+impl Default for DriverOptions {
+    fn default() -> Self {
+        Self {
+            tick_time: Duration::from_millis(2000),
+            learner_queue: 1024,
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What a node is doing, published on a `watch` channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct NodeStatus {
+    /// The epoch being served (0 until serving).
+    pub epoch: i64,
+    /// True once the leader is established / the learner is up to date.
+    pub serving: bool,
+    /// The last zxid applied to the state machine.
+    pub applied: Zxid,
+    /// Leader: learners synchronised by DIFF so far.
+    pub syncs_diff: u64,
+    /// Leader: learners synchronised by TRUNC so far.
+    pub syncs_trunc: u64,
+    /// Leader: learners synchronised by SNAP so far.
+    pub syncs_snap: u64,
+}
+
+/// Why a driver returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stopped {
+    /// The core went back to LOOKING: run an election.
+    Looking(ZabError),
+    /// The shutdown future completed.
+    Shutdown,
+}
+
+/// A node's storage: txn log, epochs, state machine and where the log starts.
+#[derive(Debug)]
+pub struct NodeStorage<L, E, M> {
+    /// The txn log (payloads are the opaque txn bytes).
+    pub log: L,
+    /// acceptedEpoch / currentEpoch.
+    pub epochs: E,
+    /// The replicated state.
+    pub machine: M,
+    /// The zxid the log starts after (the snapshot the state machine came from).
+    pub log_base: Zxid,
+    snapshot_bytes: u64,
+    incoming: Vec<Bytes>,
+    appended: bool,
+}
+
+impl<L: TxnLog, E: EpochStore, M: StateMachine> NodeStorage<L, E, M> {
+    /// Storage whose log starts after `log_base` and whose state machine is restored.
+    pub fn new(log: L, epochs: E, machine: M, log_base: Zxid) -> Self {
+        Self {
+            log,
+            epochs,
+            machine,
+            log_base,
+            snapshot_bytes: 0,
+            incoming: Vec::new(),
+            appended: false,
+        }
+    }
+
+    fn last_logged(&self) -> Result<Zxid, DriverError> {
+        Ok(self
+            .log
+            .last_zxid()?
+            .unwrap_or(self.log_base)
+            .max(self.log_base))
+    }
+
+    /// The learner's starting state.
+    pub fn learner_storage(&self) -> Result<LearnerStorage, DriverError> {
+        Ok(LearnerStorage {
+            accepted_epoch: self.epochs.accepted_epoch().unwrap_or(0),
+            current_epoch: self.epochs.current_epoch().unwrap_or(0),
+            last_logged_zxid: self.last_logged()?,
+            applied_zxid: self.machine.applied_zxid(),
+        })
+    }
+
+    /// The leader's starting state (reads the whole log to index it).
+    pub fn leader_storage(&self, config: &Config) -> Result<LeaderStorage, DriverError> {
+        let mut history = History::new(
+            self.log_base,
+            config.committed_log_count,
+            config.max_history_entries,
+        );
+        for r in self.log.read_from(self.log_base.saturating_add(1))? {
+            let r = r?;
+            history.push(&Txn::new(r.zxid, r.payload));
+        }
+        Ok(LeaderStorage {
+            accepted_epoch: self.epochs.accepted_epoch().unwrap_or(0),
+            current_epoch: self.epochs.current_epoch().unwrap_or(0),
+            applied_zxid: self.machine.applied_zxid(),
+            history,
+            snapshot_bytes: self.snapshot_bytes,
+        })
+    }
+
+    fn read_range(&self, after: Zxid, up_to: Zxid) -> Result<Vec<Txn>, DriverError> {
+        let mut out = Vec::new();
+        for r in self.log.read_from(after.saturating_add(1))? {
+            let r = r?;
+            if r.zxid > up_to {
+                break;
+            }
+            out.push(Txn::new(r.zxid, r.payload));
+        }
+        if out.last().map(|t| t.zxid) != Some(up_to) {
+            return Err(DriverError::Storage(format!(
+                "log range ({after:#x}, {up_to:#x}] is not in the log"
+            )));
+        }
+        Ok(out)
+    }
+
+    fn apply_up_to(&mut self, up_to: Zxid) -> Result<(), DriverError> {
+        let from = self.machine.applied_zxid();
+        if up_to <= from {
+            return Ok(());
+        }
+        for t in self.read_range(from, up_to)? {
+            self.machine
+                .apply(&t)
+                .map_err(|e| DriverError::StateMachine(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<Option<Zxid>, DriverError> {
+        if !self.appended {
+            return Ok(None);
+        }
+        self.appended = false;
+        let log = &mut self.log;
+        let durable = if tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+        {
+            tokio::task::block_in_place(|| log.sync())?
+        } else {
+            log.sync()?
+        };
+        Ok(durable)
+    }
+
+    /// Executes a storage command; returns the command back when it is not one.
+    fn execute(&mut self, cmd: Command) -> Result<Option<Command>, DriverError> {
+        match cmd {
+            Command::Persist { txns } => {
+                let records: Vec<(Zxid, &[u8])> =
+                    txns.iter().map(|t| (t.zxid, t.data.as_ref())).collect();
+                self.log.append_batch(&records)?;
+                self.appended = true;
+            }
+            Command::SaveAcceptedEpoch { epoch } => self.epochs.set_accepted_epoch(epoch)?,
+            Command::SaveCurrentEpoch { epoch } => self.epochs.set_current_epoch(epoch)?,
+            Command::Apply { up_to } => self.apply_up_to(up_to)?,
+            Command::Truncate { to } => {
+                self.log.truncate_after(to)?;
+            }
+            Command::SnapshotChunk { data, .. } => self.incoming.push(data),
+            Command::AbortSnapshot => self.incoming.clear(),
+            Command::InstallSnapshot { zxid, txns } => {
+                let chunks = std::mem::take(&mut self.incoming);
+                self.snapshot_bytes = chunks.iter().map(|c| c.len() as u64).sum();
+                self.machine
+                    .restore(zxid, &chunks)
+                    .map_err(|e| DriverError::StateMachine(e.to_string()))?;
+                self.log.truncate_after(0)?;
+                self.log_base = zxid;
+                let records: Vec<(Zxid, &[u8])> =
+                    txns.iter().map(|t| (t.zxid, t.data.as_ref())).collect();
+                self.log.append_batch(&records)?;
+                self.log.sync()?;
+            }
+            other => return Ok(Some(other)),
+        }
+        Ok(None)
+    }
+
+    fn snapshot(&self, zxid: Zxid) -> Result<Vec<Packet>, DriverError> {
+        if self.machine.applied_zxid() != zxid {
+            return Err(DriverError::Storage(format!(
+                "snapshot asked at {zxid:#x} but the state machine is at {:#x}",
+                self.machine.applied_zxid()
+            )));
+        }
+        let chunks = self
+            .machine
+            .snapshot(MAX_SNAPSHOT_CHUNK_BYTES)
+            .map_err(|e| DriverError::StateMachine(e.to_string()))?;
+        Ok(snapshot_packets(zxid, &chunks, MAX_SNAPSHOT_CHUNK_BYTES))
+    }
+}
+
+/// A write waiting for its commit.
+#[derive(Debug)]
+pub struct ProposalRequest {
+    data: Bytes,
+    reply: oneshot::Sender<Result<Zxid, ZabError>>,
+}
+
+/// Submits writes to a running [`run_leader`].
+#[derive(Debug, Clone)]
+pub struct LeaderClient {
+    tx: mpsc::Sender<ProposalRequest>,
+}
+
+impl LeaderClient {
+    /// A client and the receiver to pass to [`run_leader`] (`capacity` writes queued).
+    pub fn new(capacity: usize) -> (Self, mpsc::Receiver<ProposalRequest>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        (Self { tx }, rx)
+    }
+
+    /// Proposes `data` and waits until it is committed; returns its zxid.
+    pub async fn propose(&self, data: Bytes) -> Result<Zxid, ZabError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(ProposalRequest { data, reply })
+            .await
+            .map_err(|_| ZabError::NotLeading)?;
+        rx.await.map_err(|_| ZabError::NotLeading)?
+    }
+}
+
+fn ticker(tick_time: Duration) -> tokio::time::Interval {
+    let half = (tick_time / 2).max(Duration::from_millis(1));
+    let mut t = tokio::time::interval_at(tokio::time::Instant::now() + half, half);
+    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    t
+}
+
+/// Leads until the core goes back to LOOKING; returns why. Learners connect through
+/// `incoming` (accepted connections, e.g. from [`crate::transport::bind_local`]).
+#[allow(clippy::too_many_arguments)]
+pub async fn run_leader<L, E, M, I, IO, IE>(
+    id: ServerId,
+    config: Config,
+    ensemble: Ensemble,
+    options: DriverOptions,
+    storage: &mut NodeStorage<L, E, M>,
+    incoming: I,
+    mut proposals: mpsc::Receiver<ProposalRequest>,
+    status: watch::Sender<NodeStatus>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<Stopped, DriverError>
+where
+    L: TxnLog,
+    E: EpochStore,
+    M: StateMachine,
+    I: futures::Stream<Item = Result<IO, IE>> + Send + 'static,
+    IO: AsyncRead + AsyncWrite + Connected + Unpin + Send + 'static,
+    IE: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+{
+    let span = info_span!("zab", sid = id, role = "leader");
+    async move {
+        let (ev_tx, mut events) = mpsc::channel(EVENT_QUEUE);
+        let service = LearnService {
+            events: ev_tx,
+            queue_capacity: options.learner_queue,
+            next_conn: Arc::new(AtomicU64::new(1)),
+        };
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let server = tokio::spawn(
+            Server::builder()
+                .add_service(
+                    QuorumServer::new(service)
+                        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                        .max_encoding_message_size(MAX_MESSAGE_BYTES),
+                )
+                .serve_with_incoming_shutdown(incoming, async {
+                    let _ = stop_rx.await;
+                }),
+        );
+        let mut run = LeaderRun {
+            core: Leader::new(
+                id,
+                config.clone(),
+                ensemble,
+                storage.leader_storage(&config)?,
+            ),
+            learners: HashMap::new(),
+            waiting: BTreeMap::new(),
+            inputs: VecDeque::new(),
+            storage,
+            status,
+        };
+        let first = run.core.start();
+        let result = tokio::select! {
+            r = run.drive(first, &mut events, &mut proposals, &options) => r.map(Stopped::Looking),
+            () = shutdown => Ok(Stopped::Shutdown),
+        };
+        let _ = stop_tx.send(());
+        let _ = server.await;
+        for (_, reply) in std::mem::take(&mut run.waiting) {
+            let _ = reply.send(Err(ZabError::NotLeading));
+        }
+        result
+    }
+    .instrument(span)
+    .await
+}
+
+struct LeaderRun<'a, L, E, M> {
+    core: Leader,
+    learners: HashMap<ServerId, (u64, mpsc::Sender<Outbound>)>,
+    waiting: BTreeMap<Zxid, oneshot::Sender<Result<Zxid, ZabError>>>,
+    inputs: VecDeque<Input>,
+    storage: &'a mut NodeStorage<L, E, M>,
+    status: watch::Sender<NodeStatus>,
+}
+
+impl<L: TxnLog, E: EpochStore, M: StateMachine> LeaderRun<'_, L, E, M> {
+    async fn drive(
+        &mut self,
+        first: Vec<Command>,
+        events: &mut mpsc::Receiver<StreamEvent>,
+        proposals: &mut mpsc::Receiver<ProposalRequest>,
+        options: &DriverOptions,
+    ) -> Result<ZabError, DriverError> {
+        let mut tick = ticker(options.tick_time);
+        if let Some(reason) = self.execute(first)? {
+            return Ok(reason);
+        }
+        loop {
+            tokio::select! {
+                _ = tick.tick() => self.inputs.push_back(Input::Tick),
+                Some(ev) = events.recv() => {
+                    self.on_event(ev);
+                    let mut n = 0;
+                    while n < MAX_BATCH && let Ok(ev) = events.try_recv() {
+                        self.on_event(ev);
+                        n += 1;
+                    }
+                }
+                Some(p) = proposals.recv() => {
+                    if let Some(reason) = self.propose(p)? {
+                        return Ok(reason);
+                    }
+                    let mut n = 0;
+                    while n < MAX_BATCH && let Ok(p) = proposals.try_recv() {
+                        if let Some(reason) = self.propose(p)? {
+                            return Ok(reason);
+                        }
+                        n += 1;
+                    }
+                }
+            }
+            // Bounded: each input is handled once; follow-up inputs come from dropped
+            // learners, at most one per learner.
+            let mut budget = MAX_BATCH * 4 + self.learners.len() * 2;
+            loop {
+                while let Some(input) = self.inputs.pop_front() {
+                    budget = budget.saturating_sub(1);
+                    let out = self.core.step(input);
+                    if let Some(reason) = self.execute(out)? {
+                        return Ok(reason);
+                    }
+                    if budget == 0 {
+                        break;
+                    }
+                }
+                // Group commit: one sync for everything appended in this turn.
+                match self.storage.sync()? {
+                    Some(zxid) => self.inputs.push_back(Input::Persisted { zxid }),
+                    None => break,
+                }
+            }
+        }
+    }
+
+    fn on_event(&mut self, ev: StreamEvent) {
+        match ev {
+            StreamEvent::Opened {
+                sid,
+                conn,
+                tx,
+                first,
+            } => {
+                info!(peer = sid, conn, "learner connected");
+                self.learners.insert(sid, (conn, tx));
+                self.inputs.push_back(Input::Message {
+                    from: sid,
+                    packet: first,
+                });
+            }
+            StreamEvent::Packet { sid, conn, packet } => {
+                if self.learners.get(&sid).is_some_and(|(c, _)| *c == conn) {
+                    self.inputs.push_back(Input::Message { from: sid, packet });
+                }
+            }
+            StreamEvent::Closed { sid, conn } => {
+                if self.learners.get(&sid).is_some_and(|(c, _)| *c == conn) {
+                    self.learners.remove(&sid);
+                    self.inputs.push_back(Input::Disconnected { peer: sid });
+                }
+            }
+        }
+    }
+
+    fn propose(&mut self, p: ProposalRequest) -> Result<Option<ZabError>, DriverError> {
+        match self.core.propose(p.data) {
+            Ok((zxid, out)) => {
+                self.waiting.insert(zxid, p.reply);
+                self.execute(out)
+            }
+            Err(e @ ZabError::ZxidRollover(_)) => {
+                let _ = p.reply.send(Err(e.clone()));
+                Ok(Some(e))
+            }
+            Err(e) => {
+                let _ = p.reply.send(Err(e));
+                Ok(None)
+            }
+        }
+    }
+
+    fn send(&mut self, to: ServerId, item: Outbound) {
+        let Some((_, tx)) = self.learners.get(&to) else {
+            return;
+        };
+        if let Err(e) = tx.try_send(item) {
+            warn!(
+                peer = to,
+                full = matches!(e, mpsc::error::TrySendError::Full(_)),
+                "learner queue unavailable, dropping it"
+            );
+            self.learners.remove(&to);
+            self.inputs.push_back(Input::Disconnected { peer: to });
+        }
+    }
+
+    fn execute(&mut self, out: Vec<Command>) -> Result<Option<ZabError>, DriverError> {
+        for cmd in out {
+            let Some(cmd) = self.storage.execute(cmd)? else {
+                continue;
+            };
+            match cmd {
+                Command::Send { to, packet } => self.send(to, Outbound::One(packet)),
+                Command::SendSnapshot { to, zxid } => {
+                    let packets = self.storage.snapshot(zxid)?;
+                    self.send(to, Outbound::Batch(packets));
+                }
+                Command::SendLogRange { to, after, up_to } => {
+                    let mut packets = Vec::new();
+                    for t in self.storage.read_range(after, up_to)? {
+                        let zxid = t.zxid;
+                        packets.push(Packet::Proposal(t));
+                        packets.push(Packet::Commit { zxid });
+                    }
+                    self.send(to, Outbound::Batch(packets));
+                }
+                Command::SyncChosen {
+                    learner,
+                    mode,
+                    peer_last_zxid,
+                    synced_to,
+                } => {
+                    info!(
+                        peer = learner,
+                        mode = mode.name(),
+                        peer_last_zxid,
+                        synced_to,
+                        "sync"
+                    );
+                    self.status.send_modify(|s| match mode {
+                        SyncMode::Diff => s.syncs_diff += 1,
+                        SyncMode::Trunc => s.syncs_trunc += 1,
+                        SyncMode::Snap => s.syncs_snap += 1,
+                    });
+                }
+                Command::Serving { epoch } => {
+                    info!(epoch, "leading");
+                    self.status.send_modify(|s| {
+                        s.epoch = epoch;
+                        s.serving = true;
+                    });
+                }
+                Command::Disconnect { peer, reason } => {
+                    debug!(peer, %reason, "closing learner stream");
+                    self.learners.remove(&peer);
+                }
+                Command::GoLooking { reason } => return Ok(Some(reason)),
+                Command::Request { from, .. } | Command::Revalidate { from, .. } => {
+                    debug!(
+                        peer = from,
+                        "forwarded request ignored: no request processor attached"
+                    );
+                }
+                Command::SessionTouches { .. }
+                | Command::RevalidateReply { .. }
+                | Command::SyncReply { .. } => {}
+                other => {
+                    return Err(DriverError::Storage(format!(
+                        "unexpected command {other:?}"
+                    )));
+                }
+            }
+        }
+        let applied = self.storage.machine.applied_zxid();
+        self.status.send_if_modified(|s| {
+            let changed = s.applied != applied;
+            s.applied = applied;
+            changed
+        });
+        while let Some(entry) = self.waiting.first_entry() {
+            if *entry.key() > applied {
+                break;
+            }
+            let (zxid, reply) = entry.remove_entry();
+            let _ = reply.send(Ok(zxid));
+        }
+        Ok(None)
+    }
+}
+
+/// Follows (or observes) the leader at `leader_addr` until the core goes back to LOOKING;
+/// returns why.
+#[allow(clippy::too_many_arguments)]
+pub async fn run_learner<L, E, M, D>(
+    id: ServerId,
+    leader: ServerId,
+    leader_addr: &str,
+    observer: bool,
+    config: Config,
+    options: DriverOptions,
+    storage: &mut NodeStorage<L, E, M>,
+    dialer: D,
+    status: watch::Sender<NodeStatus>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<Stopped, DriverError>
+where
+    L: TxnLog,
+    E: EpochStore,
+    M: StateMachine,
+    D: Dialer,
+{
+    let span = info_span!(
+        "zab",
+        sid = id,
+        role = if observer { "observer" } else { "follower" }
+    );
+    let body = async move {
+        let endpoint = Endpoint::from_shared(format!("http://{leader_addr}"))
+            .map_err(DriverError::Transport)?
+            .connect_timeout(options.connect_timeout)
+            .http2_keep_alive_interval(options.tick_time)
+            .keep_alive_timeout(options.tick_time * config.sync_limit.max(1))
+            .keep_alive_while_idle(true);
+        let channel = match endpoint.connect_with_connector(DialService(dialer)).await {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(leader, error = %e, "cannot connect to the leader");
+                return Ok(ZabError::Disconnected(leader));
+            }
+        };
+        let mut client = QuorumClient::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let mut core = LearnerCore::new(id, leader, observer, config, storage.learner_storage()?);
+        let (tx, rx) = mpsc::channel::<pb::QuorumPacket>(options.learner_queue.max(1));
+        let first = core.start();
+        let mut run = LearnerRun {
+            storage,
+            tx,
+            status,
+            leader,
+        };
+        if let Some(reason) = run.execute(first)? {
+            return Ok(reason);
+        }
+        let mut inbound = match client.learn(ReceiverStream::new(rx)).await {
+            Ok(r) => r.into_inner(),
+            Err(status) => {
+                warn!(leader, %status, "leader refused the stream");
+                return Ok(ZabError::Disconnected(leader));
+            }
+        };
+        let mut tick = ticker(options.tick_time);
+        loop {
+            let mut inputs = VecDeque::new();
+            tokio::select! {
+                _ = tick.tick() => inputs.push_back(Input::Tick),
+                msg = inbound.message() => match msg {
+                    Ok(Some(p)) => match Packet::try_from(p) {
+                        Ok(packet) => inputs.push_back(Input::Message { from: leader, packet }),
+                        Err(e) => {
+                            warn!(leader, error = %e, "undecodable packet from the leader");
+                            inputs.push_back(Input::Disconnected { peer: leader });
+                        }
+                    },
+                    Ok(None) => inputs.push_back(Input::Disconnected { peer: leader }),
+                    Err(status) => {
+                        debug!(leader, %status, "leader stream failed");
+                        inputs.push_back(Input::Disconnected { peer: leader });
+                    }
+                },
+            }
+            loop {
+                while let Some(input) = inputs.pop_front() {
+                    let out = core.step(input);
+                    if let Some(reason) = run.execute(out)? {
+                        return Ok(reason);
+                    }
+                }
+                match run.storage.sync()? {
+                    Some(zxid) => inputs.push_back(Input::Persisted { zxid }),
+                    None => break,
+                }
+            }
+        }
+    };
+    tokio::select! {
+        r = body.instrument(span) => r.map(Stopped::Looking),
+        () = shutdown => Ok(Stopped::Shutdown),
+    }
+}
+
+enum LearnerCore {
+    Follower(Box<Follower>),
+    Observer(Box<Observer>),
+}
+
+impl LearnerCore {
+    fn new(
+        id: ServerId,
+        leader: ServerId,
+        observer: bool,
+        config: Config,
+        s: LearnerStorage,
+    ) -> Self {
+        if observer {
+            LearnerCore::Observer(Box::new(Observer::new(id, leader, config, s)))
+        } else {
+            LearnerCore::Follower(Box::new(Follower::new(id, leader, config, s)))
+        }
+    }
+    fn start(&mut self) -> Vec<Command> {
+        match self {
+            LearnerCore::Follower(f) => f.start(),
+            LearnerCore::Observer(o) => o.start(),
+        }
+    }
+    fn step(&mut self, input: Input) -> Vec<Command> {
+        match self {
+            LearnerCore::Follower(f) => f.step(input),
+            LearnerCore::Observer(o) => o.step(input),
+        }
+    }
+}
+
+struct LearnerRun<'a, L, E, M> {
+    storage: &'a mut NodeStorage<L, E, M>,
+    tx: mpsc::Sender<pb::QuorumPacket>,
+    status: watch::Sender<NodeStatus>,
+    leader: ServerId,
+}
+
+impl<L: TxnLog, E: EpochStore, M: StateMachine> LearnerRun<'_, L, E, M> {
+    fn execute(&mut self, out: Vec<Command>) -> Result<Option<ZabError>, DriverError> {
+        for cmd in out {
+            let Some(cmd) = self.storage.execute(cmd)? else {
+                continue;
+            };
+            match cmd {
+                Command::Send { packet, .. } => {
+                    if self.tx.try_send(packet.into()).is_err() {
+                        warn!(
+                            leader = self.leader,
+                            "send queue to the leader full or closed"
+                        );
+                        return Ok(Some(ZabError::Disconnected(self.leader)));
+                    }
+                }
+                Command::Serving { epoch } => {
+                    info!(epoch, "following");
+                    self.status.send_modify(|s| {
+                        s.epoch = epoch;
+                        s.serving = true;
+                    });
+                }
+                Command::GoLooking { reason } => return Ok(Some(reason)),
+                Command::RevalidateReply { .. } | Command::SyncReply { .. } => {}
+                other => {
+                    return Err(DriverError::Storage(format!(
+                        "unexpected command {other:?}"
+                    )));
+                }
+            }
+        }
+        let applied = self.storage.machine.applied_zxid();
+        self.status.send_if_modified(|s| {
+            let changed = s.applied != applied;
+            s.applied = applied;
+            changed
+        });
+        Ok(None)
+    }
+}

@@ -1,0 +1,289 @@
+//! The tokio driver over real gRPC streams on 127.0.0.x: a 3-node ensemble commits
+//! writes; a late follower catches up by DIFF or SNAP; a restarted follower re-syncs from
+//! its kept storage.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use anyhow::Context;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use tokio::sync::{oneshot, watch};
+use zk_quorum::driver::{
+    DriverOptions, LeaderClient, NodeStatus, NodeStorage, Stopped, run_leader, run_learner,
+};
+use zk_quorum::transport::{TcpDialer, bind_local};
+use zk_quorum::{Config, Ensemble, StateMachine, Txn, ZabError, Zxid};
+use zk_storage::log::{MemEpochStore, MemTxnLog};
+
+#[derive(Default, Debug, Clone, PartialEq, Eq)]
+struct ListMachine {
+    txns: Vec<(Zxid, Bytes)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("corrupt snapshot")]
+struct Corrupt;
+
+impl StateMachine for ListMachine {
+    type Error = Corrupt;
+    fn applied_zxid(&self) -> Zxid {
+        self.txns.last().map_or(0, |t| t.0)
+    }
+    fn apply(&mut self, txn: &Txn) -> Result<(), Corrupt> {
+        self.txns.push((txn.zxid, txn.data.clone()));
+        Ok(())
+    }
+    fn snapshot(&self, max_chunk_bytes: usize) -> Result<Vec<Bytes>, Corrupt> {
+        let mut b = BytesMut::new();
+        for (z, d) in &self.txns {
+            b.put_i64(*z);
+            b.put_u32(d.len() as u32);
+            b.put_slice(d);
+        }
+        let mut all = b.freeze();
+        let mut out = Vec::new();
+        while all.len() > max_chunk_bytes {
+            out.push(all.split_to(max_chunk_bytes));
+        }
+        out.push(all);
+        Ok(out)
+    }
+    fn restore(&mut self, zxid: Zxid, chunks: &[Bytes]) -> Result<(), Corrupt> {
+        let mut b: Bytes = chunks.concat().into();
+        let mut txns = Vec::new();
+        while b.has_remaining() {
+            if b.remaining() < 12 {
+                return Err(Corrupt);
+            }
+            let z = b.get_i64();
+            let len = b.get_u32() as usize;
+            if b.remaining() < len {
+                return Err(Corrupt);
+            }
+            txns.push((z, b.split_to(len)));
+        }
+        if txns.last().map_or(0, |t| t.0) != zxid {
+            return Err(Corrupt);
+        }
+        self.txns = txns;
+        Ok(())
+    }
+}
+
+type Storage = NodeStorage<MemTxnLog, MemEpochStore, ListMachine>;
+
+fn storage() -> Storage {
+    NodeStorage::new(
+        MemTxnLog::new(),
+        MemEpochStore::new(),
+        ListMachine::default(),
+        0,
+    )
+}
+
+fn ip(n: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(127, 0, 0, n))
+}
+
+fn options() -> DriverOptions {
+    DriverOptions {
+        tick_time: Duration::from_millis(100),
+        learner_queue: 256,
+        connect_timeout: Duration::from_secs(2),
+    }
+}
+
+async fn wait_applied(rx: &mut watch::Receiver<NodeStatus>, zxid: Zxid) -> anyhow::Result<()> {
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        rx.wait_for(|s| s.serving && s.applied >= zxid),
+    )
+    .await
+    .context("timed out waiting for the node to apply")??;
+    Ok(())
+}
+
+type Task = tokio::task::JoinHandle<anyhow::Result<(Stopped, Storage)>>;
+
+struct Leading {
+    client: LeaderClient,
+    addr: String,
+    status: watch::Receiver<NodeStatus>,
+    stop: oneshot::Sender<()>,
+    task: Task,
+}
+
+async fn start_leader(config: Config, mut st: Storage) -> anyhow::Result<Leading> {
+    let (incoming, addr) = bind_local(ip(1), 0).await?;
+    let (client, proposals) = LeaderClient::new(64);
+    let (status_tx, status) = watch::channel(NodeStatus::default());
+    let ensemble = Ensemble::new([1, 2, 3], []);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let shutdown = async {
+            let _ = stopped.await;
+        };
+        let reason = run_leader(
+            1,
+            config,
+            ensemble,
+            options(),
+            &mut st,
+            incoming,
+            proposals,
+            status_tx,
+            shutdown,
+        )
+        .await?;
+        Ok((reason, st))
+    });
+    Ok(Leading {
+        client,
+        addr: addr.to_string(),
+        status,
+        stop,
+        task,
+    })
+}
+
+struct Following {
+    status: watch::Receiver<NodeStatus>,
+    stop: oneshot::Sender<()>,
+    task: Task,
+}
+
+fn start_follower(id: u64, addr: String, config: Config, mut st: Storage) -> Following {
+    let (status_tx, status) = watch::channel(NodeStatus::default());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let dialer = TcpDialer {
+            local_ip: Some(ip(id as u8)),
+        };
+        let shutdown = async {
+            let _ = stopped.await;
+        };
+        let reason = run_learner(
+            id,
+            1,
+            &addr,
+            false,
+            config,
+            options(),
+            &mut st,
+            dialer,
+            status_tx,
+            shutdown,
+        )
+        .await?;
+        Ok((reason, st))
+    });
+    Following { status, stop, task }
+}
+
+async fn stop(stop: oneshot::Sender<()>, task: Task) -> anyhow::Result<(Stopped, Storage)> {
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(20), task).await??
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_commit_and_a_late_follower_catches_up() -> anyhow::Result<()> {
+    let config = Config {
+        committed_log_count: 5,
+        snapshot_size_percent: None,
+        ..Config::default()
+    };
+    let mut leader = start_leader(config.clone(), storage()).await?;
+    let mut f2 = start_follower(2, leader.addr.clone(), config.clone(), storage());
+    wait_applied(&mut leader.status, 0).await?;
+    let mut last = 0;
+    for i in 0..40 {
+        last = leader
+            .client
+            .propose(Bytes::from(format!("write {i}")))
+            .await?;
+    }
+    wait_applied(&mut leader.status, last).await?;
+    wait_applied(&mut f2.status, last).await?;
+
+    // Node 3 joins 40 txns behind, beyond the 5 kept in memory and with disk DIFF off:
+    // it gets a snapshot.
+    let mut f3 = start_follower(3, leader.addr.clone(), config.clone(), storage());
+    wait_applied(&mut f3.status, last).await?;
+    let s = *leader.status.borrow();
+    assert_eq!(
+        (s.syncs_diff, s.syncs_trunc, s.syncs_snap),
+        (1, 0, 1),
+        "{s:?}"
+    );
+    for i in 40..50 {
+        last = leader
+            .client
+            .propose(Bytes::from(format!("write {i}")))
+            .await?;
+    }
+    wait_applied(&mut f2.status, last).await?;
+    wait_applied(&mut f3.status, last).await?;
+
+    // Stop node 3 and restart it from its storage while writes go on: it re-syncs by DIFF.
+    let (why, st3) = stop(f3.stop, f3.task).await?;
+    assert_eq!(why, Stopped::Shutdown);
+    assert_eq!(st3.machine.applied_zxid(), last);
+    for i in 50..54 {
+        last = leader
+            .client
+            .propose(Bytes::from(format!("write {i}")))
+            .await?;
+    }
+    let mut f3 = start_follower(3, leader.addr.clone(), config.clone(), st3);
+    wait_applied(&mut f3.status, last).await?;
+    let s = *leader.status.borrow();
+    assert_eq!(
+        (s.syncs_diff, s.syncs_snap),
+        (2, 1),
+        "4 txns behind, within the 5 in memory: DIFF; {s:?}"
+    );
+
+    // Node 2 is replaced by an empty node: 54 txns behind it gets a SNAP.
+    let (_, _) = stop(f2.stop, f2.task).await?;
+    let mut f2 = start_follower(2, leader.addr.clone(), config.clone(), storage());
+    wait_applied(&mut f2.status, last).await?;
+    assert_eq!(leader.status.borrow().syncs_snap, 2);
+
+    // The leader goes away: both followers go back to LOOKING with their state intact.
+    let (why, leader_st) = stop(leader.stop, leader.task).await?;
+    assert_eq!(why, Stopped::Shutdown);
+    assert_eq!(leader_st.machine.applied_zxid(), last);
+    for f in [f2, f3] {
+        let (reason, st) = tokio::time::timeout(Duration::from_secs(20), f.task).await???;
+        assert!(
+            matches!(
+                reason,
+                Stopped::Looking(ZabError::Disconnected(1) | ZabError::Timeout { .. })
+            ),
+            "{reason:?}"
+        );
+        assert_eq!(st.machine.txns.len(), 54);
+        assert_eq!(st.machine.applied_zxid(), last);
+        assert_eq!(
+            st.machine.txns.last().map(|t| t.1.clone()),
+            Some(Bytes::from("write 53"))
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_without_a_quorum_gives_up_after_init_limit() -> anyhow::Result<()> {
+    let config = Config {
+        init_limit: 3,
+        ..Config::default()
+    };
+    let leader = start_leader(config, storage()).await?;
+    let (reason, _) = tokio::time::timeout(Duration::from_secs(10), leader.task).await???;
+    assert!(
+        matches!(reason, Stopped::Looking(ZabError::Timeout { ticks: 3, .. })),
+        "{reason:?}"
+    );
+    drop(leader.stop);
+    Ok(())
+}
