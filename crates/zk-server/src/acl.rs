@@ -659,6 +659,10 @@ mod tests {
             "::",
             "1::",
             "2001:db8::/128",
+            // Java's Integer.parseInt accepts these, and so does ZooKeeper 3.8.0.
+            "+1.2.3.4",
+            "01.2.3.4",
+            "10.0.0.1/+8",
         ] {
             assert!(is_valid_id("ip", good), "{good}");
         }
