@@ -233,19 +233,53 @@ pub struct PurgeReport {
     pub removed_records: u64,
 }
 
-/// A snapshot being written by a background thread.
+/// The pieces of an opened database, for a driver that owns the log, the epochs and the
+/// state separately (e.g. Zab's `NodeStorage`): see [`ZkDatabase::into_parts`].
+#[derive(Debug)]
+pub struct DbParts {
+    /// The txn log, after the torn-tail check.
+    pub log: SledTxnLog,
+    /// acceptedEpoch / currentEpoch.
+    pub epochs: FileEpochStore,
+    /// The snapshot files.
+    pub snapshots: SnapshotStore,
+    /// The tree: the newest valid snapshot with the log replayed on top.
+    pub tree: DataTree,
+    /// The zxid of the snapshot the log continues (0 without one): records at or before it
+    /// are not needed to rebuild the tree.
+    pub log_base: Zxid,
+    /// What opening found and did.
+    pub report: OpenReport,
+}
+
+/// A snapshot being written by a background thread. Dropping it waits for the thread, so
+/// no snapshot write outlives the database.
 #[derive(Debug)]
 struct SnapshotJob {
     zxid: Zxid,
-    handle: JoinHandle<Result<SnapshotInfo, SnapshotError>>,
+    handle: Option<JoinHandle<Result<SnapshotInfo, SnapshotError>>>,
 }
 
 impl SnapshotJob {
-    fn join(self) -> Result<SnapshotInfo, DbError> {
+    fn is_finished(&self) -> bool {
+        self.handle.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+
+    fn join(mut self) -> Result<SnapshotInfo, DbError> {
         let zxid = self.zxid;
-        match self.handle.join() {
-            Ok(result) => Ok(result?),
-            Err(_) => Err(DbError::SnapshotThread { zxid }),
+        match self.handle.take().map(JoinHandle::join) {
+            Some(Ok(result)) => Ok(result?),
+            Some(Err(_)) | None => Err(DbError::SnapshotThread { zxid }),
+        }
+    }
+}
+
+impl Drop for SnapshotJob {
+    fn drop(&mut self) {
+        if let Some(handle) = self.handle.take()
+            && let Ok(Err(e)) = handle.join()
+        {
+            tracing::warn!(zxid = format_args!("{:#x}", self.zxid), error = %e, "background snapshot failed");
         }
     }
 }
@@ -342,6 +376,30 @@ impl ZkDatabase {
             job: None,
             applied_since_snapshot: 0,
         })
+    }
+
+    /// Splits the opened database into its parts (after waiting for a background
+    /// snapshot). The rules this type keeps (gap-free appends, apply only what is logged,
+    /// sync before currentEpoch) are then the new owner's to keep.
+    pub fn into_parts(mut self) -> DbParts {
+        self.wait_snapshot_quietly();
+        let ZkDatabase {
+            log,
+            epochs,
+            snapshots,
+            tree,
+            base_zxid,
+            report,
+            ..
+        } = self;
+        DbParts {
+            log,
+            epochs,
+            snapshots,
+            tree,
+            log_base: base_zxid,
+            report,
+        }
     }
 
     /// The database directory.
@@ -525,7 +583,7 @@ impl ZkDatabase {
     /// when a snapshot is still being written.
     pub fn begin_snapshot(&mut self) -> Result<Option<Zxid>, DbError> {
         if let Some(job) = &self.job {
-            if !job.handle.is_finished() {
+            if !job.is_finished() {
                 return Ok(None);
             }
             if let Some(Err(e)) = self.poll_snapshot() {
@@ -542,7 +600,10 @@ impl ZkDatabase {
                 path: self.dir.clone(),
                 source,
             })?;
-        self.job = Some(SnapshotJob { zxid, handle });
+        self.job = Some(SnapshotJob {
+            zxid,
+            handle: Some(handle),
+        });
         self.applied_since_snapshot = 0;
         Ok(Some(zxid))
     }
@@ -550,7 +611,7 @@ impl ZkDatabase {
     /// The outcome of the background snapshot, once it has finished (`None` while it runs
     /// or when none was started).
     pub fn poll_snapshot(&mut self) -> Option<Result<SnapshotInfo, DbError>> {
-        if self.job.as_ref()?.handle.is_finished() {
+        if self.job.as_ref()?.is_finished() {
             self.job.take().map(SnapshotJob::join)
         } else {
             None
@@ -637,12 +698,6 @@ impl ZkDatabase {
     pub fn set_current_epoch(&mut self, epoch: i64) -> Result<(), DbError> {
         self.log.sync()?;
         Ok(self.epochs.set_current_epoch(epoch)?)
-    }
-}
-
-impl Drop for ZkDatabase {
-    fn drop(&mut self) {
-        self.wait_snapshot_quietly();
     }
 }
 

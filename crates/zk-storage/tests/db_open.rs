@@ -486,3 +486,33 @@ fn a_damaged_newest_snapshot_falls_back_to_an_older_one() -> Result<()> {
     assert_eq!(db.tree().digest(), digest);
     Ok(())
 }
+
+#[test]
+fn into_parts_hands_over_what_open_loaded() -> Result<()> {
+    use zk_storage::log::{EpochStore, TxnLog};
+    let dir = tempfile::tempdir()?;
+    {
+        let mut db = ZkDatabase::open(dir.path(), opts())?;
+        commit(&mut db, "h", &zxids(1, 1, 10))?;
+        db.snapshot()?;
+        commit(&mut db, "h", &zxids(1, 11, 12))?;
+        db.set_accepted_epoch(1)?;
+        db.set_current_epoch(1)?;
+    }
+    let db = ZkDatabase::open(dir.path(), opts())?;
+    let digest = db.tree().digest();
+    // A background snapshot still running is waited for.
+    let mut db = db;
+    db.begin_snapshot()?;
+    let parts = db.into_parts();
+    assert_eq!(parts.log_base, make(1, 10));
+    assert_eq!(parts.report.replayed, 2);
+    assert_eq!(parts.tree.digest(), digest);
+    assert_eq!(parts.log.last_zxid()?, Some(make(1, 12)));
+    assert_eq!(parts.epochs.current_epoch(), Some(1));
+    assert_eq!(
+        parts.snapshots.newest_valid()?.map(|i| i.zxid),
+        Some(make(1, 12))
+    );
+    Ok(())
+}
