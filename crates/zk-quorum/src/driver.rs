@@ -374,11 +374,14 @@ where
             r = run.drive(first, &mut events, &mut proposals, &options) => r.map(Stopped::Looking),
             () = shutdown => Ok(Stopped::Shutdown),
         };
-        let _ = stop_tx.send(());
-        let _ = server.await;
         for (_, reply) in std::mem::take(&mut run.waiting) {
             let _ = reply.send(Err(ZabError::NotLeading));
         }
+        // Dropping the learner queues ends their streams, so learners see the leader go.
+        drop(run);
+        drop(events);
+        let _ = stop_tx.send(());
+        let _ = server.await;
         result
     }
     .instrument(span)
