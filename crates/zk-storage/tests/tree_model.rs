@@ -251,21 +251,37 @@ impl Model {
             Txn::Multi(members) => {
                 let failed = members.iter().any(|m| m.op == OpCode::Error);
                 let mut errs = Vec::new();
-                let mut post = false;
-                for m in members {
-                    let err = if failed {
-                        if let Txn::Error { err } = m.txn {
+                if failed {
+                    let mut post = false;
+                    for m in members {
+                        errs.push(if let Txn::Error { err } = m.txn {
                             post = true;
                             err
                         } else if post {
                             ErrorCode::RuntimeInconsistency
                         } else {
                             ErrorCode::Ok
+                        });
+                    }
+                } else {
+                    // Atomic: a member failing at apply undoes the members before it.
+                    let before = self.clone();
+                    for (i, m) in members.iter().enumerate() {
+                        let err = self.op(&e.header, m.op, &m.txn, &mut trig);
+                        if err != ErrorCode::Ok {
+                            *self = before;
+                            trig.clear();
+                            errs = (0..members.len())
+                                .map(|j| match j.cmp(&i) {
+                                    std::cmp::Ordering::Less => ErrorCode::Ok,
+                                    std::cmp::Ordering::Equal => err,
+                                    std::cmp::Ordering::Greater => ErrorCode::RuntimeInconsistency,
+                                })
+                                .collect();
+                            break;
                         }
-                    } else {
-                        self.op(&e.header, m.op, &m.txn, &mut trig)
-                    };
-                    errs.push(err);
+                        errs.push(err);
+                    }
                 }
                 let first = errs
                     .iter()

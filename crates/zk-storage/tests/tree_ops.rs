@@ -741,3 +741,89 @@ fn quota_usage_follows_creates_deletes_and_set_data() {
     t.create("/app/c", b"1");
     assert_eq!(stats(&t), "count=2,bytes=3");
 }
+
+#[test]
+fn multi_failing_at_apply_rolls_back() {
+    let mut t = T::new();
+    t.apply(
+        OpCode::CreateSession,
+        Txn::CreateSession { timeout_ms: 5000 },
+    );
+    t.create("/a", b"old");
+    t.create("/a/gone", b"g");
+    t.create("/zookeeper/quota/a", b"");
+    t.create("/zookeeper/quota/a/zookeeper_limits", b"count=100,bytes=-1");
+    t.create("/zookeeper/quota/a/zookeeper_stats", b"");
+    let digest = t.tree.digest();
+    let stats = t
+        .tree
+        .get("/zookeeper/quota/a/zookeeper_stats")
+        .unwrap()
+        .data()
+        .to_vec();
+    let acl = vec![Acl {
+        perms: 1,
+        id: Id::new("digest", "only:this"),
+    }];
+    // Every kind of change, then a member the tree refuses (its parent does not exist).
+    let out = t.apply(
+        OpCode::Multi,
+        Txn::Multi(vec![
+            member(OpCode::Create, create_txn(&t.tree, "/a/new", b"n", false)),
+            member(OpCode::Create, create_txn(&t.tree, "/a/new2", b"n", true)),
+            member(
+                OpCode::SetData,
+                Txn::SetData {
+                    path: "/a".into(),
+                    data: b"new".to_vec(),
+                    version: 1,
+                },
+            ),
+            member(
+                OpCode::SetAcl,
+                Txn::SetAcl {
+                    path: "/a".into(),
+                    acl,
+                    version: 1,
+                },
+            ),
+            member(
+                OpCode::Delete,
+                Txn::Delete {
+                    path: "/a/gone".into(),
+                },
+            ),
+            member(OpCode::Create, create_txn(&t.tree, "/nope/x", b"", false)),
+            member(
+                OpCode::Check,
+                Txn::Check {
+                    path: "/a".into(),
+                    version: 1,
+                },
+            ),
+        ]),
+    );
+    assert_eq!(out.err, ErrorCode::NoNode);
+    let errs: Vec<_> = out.multi.iter().map(|m| (m.op, m.err)).collect();
+    let mut expected = vec![(OpCode::Error, ErrorCode::Ok); 5];
+    expected.push((OpCode::Error, ErrorCode::NoNode));
+    expected.push((OpCode::Error, ErrorCode::RuntimeInconsistency));
+    assert_eq!(errs, expected);
+    assert!(out.triggers.is_empty());
+    assert_eq!(t.tree.digest(), digest);
+    assert_eq!(t.tree.get("/a").unwrap().data(), b"old");
+    assert_eq!(t.tree.acl("/a").unwrap().0, &Acl::open_unsafe()[..]);
+    assert!(t.tree.exists("/a/gone"));
+    assert!(!t.tree.exists("/a/new"));
+    assert!(t.tree.ephemerals(SESSION).is_empty());
+    assert_eq!(t.tree.acl_list_count(), 2);
+    assert_eq!(
+        t.tree
+            .get("/zookeeper/quota/a/zookeeper_stats")
+            .unwrap()
+            .data(),
+        &stats[..]
+    );
+    assert_eq!(t.tree.session_timeout(SESSION), Some(5000));
+    assert_eq!(t.tree.last_processed_zxid(), t.zxid);
+}

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use zk_proto::data::{Acl, ErrorCode, EventType, OpCode, Stat};
-use zk_proto::txn::{Txn, TxnEntry, TxnHeader};
+use zk_proto::txn::{MultiMember, Txn, TxnEntry, TxnHeader};
 use zk_proto::zxid::Zxid;
 
 use super::arena::StatPersisted;
@@ -98,12 +98,15 @@ impl DataTree {
     /// ephemeral with `NoChildrenForEphemerals`, so that no input can orphan a node;
     /// malformed paths are `BadArguments`.
     ///
-    /// A multi whose members include an error txn applies nothing: each member before the
-    /// first error reports `Ok`, error members report their own code, and the other
-    /// members after it `RuntimeInconsistency` (ZooKeeper's rule). A multi without error
-    /// members applies each member in order; during fuzzy-snapshot replay a member may
-    /// fail (`NodeExists`, …) while the others still apply, which is what makes the
-    /// replayed tree converge, exactly as in ZooKeeper.
+    /// A multi is atomic. One whose members include an error txn applies nothing: each
+    /// member before the first error reports `Ok`, error members report their own code,
+    /// and the other members after it `RuntimeInconsistency` (ZooKeeper's rule). One
+    /// without error members applies its members in order; should a member still fail
+    /// here (the leader's checks and the tree disagree, or a damaged log), the members
+    /// before it are rolled back and the outcome has the same shape as a multi that failed
+    /// in pre-processing, with no watch triggers. (ZooKeeper keeps the members that did
+    /// apply, which its fuzzy snapshots need; our snapshots are exact, so no replay ever
+    /// meets an already-applied multi.)
     pub fn apply(&mut self, entry: &TxnEntry) -> ApplyOutcome {
         let h = &entry.header;
         let mut out = ApplyOutcome {
@@ -122,30 +125,25 @@ impl DataTree {
                 let failed = members
                     .iter()
                     .any(|m| m.op == OpCode::Error || matches!(m.txn, Txn::Error { .. }));
-                let mut post_failed = false;
-                for m in members {
-                    let sub = if failed {
-                        match m.txn {
+                if failed {
+                    // Pre-processing failed: every member becomes an error result.
+                    let mut post_failed = false;
+                    for m in members {
+                        let err = match m.txn {
                             Txn::Error { err } => {
                                 post_failed = true;
-                                OpOutcome::new(OpCode::Error, err)
+                                err
                             }
-                            _ => OpOutcome::new(
-                                OpCode::Error,
-                                if post_failed {
-                                    ErrorCode::RuntimeInconsistency
-                                } else {
-                                    ErrorCode::Ok
-                                },
-                            ),
+                            _ if post_failed => ErrorCode::RuntimeInconsistency,
+                            _ => ErrorCode::Ok,
+                        };
+                        if err != ErrorCode::Ok && out.err == ErrorCode::Ok {
+                            out.err = err;
                         }
-                    } else {
-                        self.apply_op(h, m.op, &m.txn, &mut out.triggers)
-                    };
-                    if sub.err != ErrorCode::Ok && out.err == ErrorCode::Ok {
-                        out.err = sub.err;
+                        out.multi.push(OpOutcome::new(OpCode::Error, err));
                     }
-                    out.multi.push(sub);
+                } else {
+                    self.apply_multi(h, members, &mut out);
                 }
             }
             txn => {
@@ -168,6 +166,38 @@ impl DataTree {
             self.last_processed_zxid = h.zxid;
         }
         out
+    }
+
+    /// Applies the members in order; if one fails, rolls back the ones before it and
+    /// reports the multi as failed at that member (earlier members `Ok`, later ones
+    /// `RuntimeInconsistency`, no watch triggers), as a multi failed in pre-processing.
+    fn apply_multi(&mut self, h: &TxnHeader, members: &[MultiMember], out: &mut ApplyOutcome) {
+        self.journal = Some(Vec::new());
+        let mut failed_at = None;
+        for (i, m) in members.iter().enumerate() {
+            let sub = self.apply_op(h, m.op, &m.txn, &mut out.triggers);
+            if sub.err != ErrorCode::Ok {
+                failed_at = Some((i, sub.err));
+                break;
+            }
+            out.multi.push(sub);
+        }
+        let journal = self.journal.take().unwrap_or_default();
+        if let Some((at, err)) = failed_at {
+            self.rollback(journal);
+            out.triggers.clear();
+            out.err = err;
+            out.multi = (0..members.len())
+                .map(|i| {
+                    let e = match i.cmp(&at) {
+                        std::cmp::Ordering::Less => ErrorCode::Ok,
+                        std::cmp::Ordering::Equal => err,
+                        std::cmp::Ordering::Greater => ErrorCode::RuntimeInconsistency,
+                    };
+                    OpOutcome::new(OpCode::Error, e)
+                })
+                .collect();
+        }
     }
 
     fn apply_op(
@@ -237,7 +267,7 @@ impl DataTree {
                 _ => Ok(None),
             },
             Txn::CreateSession { timeout_ms } => {
-                self.sessions.insert(h.client_id, *timeout_ms);
+                self.set_session(h.client_id, Some(*timeout_ms));
                 Ok(None)
             }
             Txn::CloseSession { paths_to_delete } => {
@@ -320,6 +350,7 @@ impl DataTree {
         if let NodeKind::Ephemeral(_) = NodeKind::of(self.arena.slot(parent).stat.ephemeral_owner) {
             return Err(ErrorCode::NoChildrenForEphemerals);
         }
+        self.journal_modified(parent);
         {
             let p = self.arena.slot_mut(parent);
             let new_cversion = if parent_cversion == -1 {
@@ -356,6 +387,7 @@ impl DataTree {
         zxid: Zxid,
     ) -> Result<(), ErrorCode> {
         let id = self.lookup(path).ok_or(ErrorCode::NoNode)?;
+        self.journal_modified(id);
         let s = self.arena.slot_mut(id);
         let new_cversion = if new_cversion == -1 {
             s.stat.cversion.wrapping_add(1)
@@ -389,6 +421,7 @@ impl DataTree {
         {
             return Err(ErrorCode::NotEmpty);
         }
+        self.journal_modified(parent);
         {
             let p = self.arena.slot_mut(parent);
             if zxid > p.stat.pzxid {
@@ -416,6 +449,7 @@ impl DataTree {
         time: i64,
     ) -> Result<Stat, ErrorCode> {
         let id = self.lookup(path).ok_or(ErrorCode::NoNode)?;
+        self.journal_modified(id);
         let data = self.shared_data(data);
         let new_len = data.len() as u64;
         let s = self.arena.slot_mut(id);
@@ -435,6 +469,7 @@ impl DataTree {
     /// ZooKeeper's `setACL`: `version` is the node's new aversion.
     fn set_acl(&mut self, path: &str, acl: &[Acl], version: i32) -> Result<Stat, ErrorCode> {
         let id = self.lookup(path).ok_or(ErrorCode::NoNode)?;
+        self.journal_modified(id);
         let new_acl = self.acls.intern(acl);
         let s = self.arena.slot_mut(id);
         let old_acl = std::mem::replace(&mut s.acl, new_acl);
@@ -453,7 +488,7 @@ impl DataTree {
         zxid: Zxid,
         triggers: &mut Vec<WatchTrigger>,
     ) {
-        self.sessions.remove(&session);
+        self.set_session(session, None);
         let mut targets: Vec<Arc<str>> = paths.iter().map(|p| Arc::from(p.as_str())).collect();
         if let Some(own) = self.ephemerals.get(&session) {
             targets.extend(own.iter().cloned());

@@ -37,6 +37,7 @@ mod arena;
 mod path;
 mod quota;
 mod snapshot;
+mod undo;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::BuildHasher;
@@ -133,6 +134,8 @@ pub struct DataTree {
     quotas: BTreeSet<Arc<str>>,
     last_processed_zxid: Zxid,
     data_size: u64,
+    /// Changes made by the multi being applied, to roll it back if a member fails.
+    journal: Option<Vec<undo::Undo>>,
     empty: Arc<[u8]>,
 }
 
@@ -255,6 +258,7 @@ impl DataTree {
             quotas: BTreeSet::new(),
             last_processed_zxid: 0,
             data_size: 0,
+            journal: None,
             empty: Arc::from(&[][..]),
         }
     }
@@ -324,6 +328,7 @@ impl DataTree {
             .insert_unique(table_hash(h), IndexEntry { id, hash: h }, |e| {
                 table_hash(e.hash)
             });
+        self.journal_push(undo::Undo::Created(path.clone()));
         if let Some((target, QUOTA_LIMIT_NODE)) = quota::quota_target(&path) {
             self.quotas.insert(Arc::from(target));
         }
@@ -344,6 +349,7 @@ impl DataTree {
 
     /// Unlinks and frees a childless node.
     fn remove_node(&mut self, id: u32) {
+        self.journal_removed(id);
         let (parent, prev, next) = {
             let s = self.arena.slot(id);
             (s.parent, s.prev, s.next)

@@ -141,6 +141,7 @@ impl DataTree {
 
     /// Sets a node's data without touching its stat.
     fn replace_data_in_place(&mut self, id: u32, data: Vec<u8>) {
+        self.journal_modified(id);
         let new_len = data.len() as u64;
         let data = self.shared_data(&data);
         let slot = self.arena.slot_mut(id);
