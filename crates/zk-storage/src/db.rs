@@ -315,10 +315,18 @@ impl ZkDatabase {
     pub fn open(dir: impl AsRef<Path>, options: DbOptions) -> Result<Self, DbError> {
         let started = Instant::now();
         let dir = dir.as_ref().to_path_buf();
+        let created = !dir.exists();
         fs::create_dir_all(&dir).map_err(|source| DbError::Io {
             path: dir.clone(),
             source,
         })?;
+        if created && let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            // Make the new directory's own entry durable.
+            crate::fsio::sync_dir(parent).map_err(|source| DbError::Io {
+                path: parent.to_path_buf(),
+                source,
+            })?;
+        }
         let snapshots = SnapshotStore::open(&dir)?;
         let removed_temp_files = snapshots.remove_temp_files()?.len();
         let mut log = SledTxnLog::open(dir.join(TXN_LOG_DIR), options.log)?;
