@@ -1,6 +1,12 @@
 #![doc = include_str!("../README.md")]
 
 pub mod acl;
+pub mod cnxn;
 pub mod config;
+pub mod fourlw;
+pub mod node;
+pub mod pipeline;
+pub mod prep;
+pub mod server;
 pub mod session;
 pub mod watch;

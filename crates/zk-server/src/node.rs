@@ -1,0 +1,146 @@
+//! Start-up and lifetime of one node, in ZooKeeper's order (`QuorumPeer.start()`): load
+//! the database → open the client port → serve. A standalone server serves at once.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tracing::Instrument;
+use zk_storage::db::{DbOptions, ZkDatabase};
+
+use crate::config::{LoadedConfig, Mode};
+use crate::pipeline::{self, WriteOp};
+use crate::server::{Role, Shared};
+
+/// Why a node could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The database could not be opened or written.
+    #[error("database: {0}")]
+    Db(#[from] zk_storage::db::DbError),
+    /// A socket could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The configuration asks for something this build does not do.
+    #[error("{0}")]
+    Unsupported(String),
+    /// The write pipeline stopped.
+    #[error("write pipeline stopped: {0}")]
+    Pipeline(String),
+}
+
+/// Where a node keeps its database inside `dataDir` (our format, not Apache's
+/// `version-2`, so the two are never mixed up).
+pub fn database_dir(loaded: &LoadedConfig) -> PathBuf {
+    loaded.config.data_dir.join("zk-rs")
+}
+
+/// A running node: its shared state and the address its client port is bound to.
+pub struct Node {
+    /// The shared state.
+    pub shared: Arc<Shared>,
+    /// The bound client address (the real port when the config asked for 0).
+    pub client_addr: SocketAddr,
+    pipeline: std::thread::JoinHandle<Result<(), zk_storage::db::DbError>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Node {
+    /// Loads the database, binds the client port and starts serving.
+    pub async fn start(loaded: LoadedConfig) -> Result<Node, NodeError> {
+        if let Mode::Quorum { my_id } = loaded.mode {
+            return Err(NodeError::Unsupported(format!(
+                "server.{my_id}: running as a member of an ensemble is not available in this \
+                 build yet; remove the server.N lines to run standalone"
+            )));
+        }
+        let my_id = loaded.my_id.unwrap_or(0);
+        let config = Arc::new(loaded.config.clone());
+        let dir = database_dir(&loaded);
+        let db = {
+            let dir = dir.clone();
+            let options = DbOptions {
+                snap_retain_count: config.snap_retain_count.max(1) as usize,
+                ..DbOptions::default()
+            };
+            tokio::task::spawn_blocking(move || ZkDatabase::open(dir, options))
+                .await
+                .map_err(|e| NodeError::Pipeline(e.to_string()))??
+        };
+        let shared = Shared::new(config.clone(), my_id, db);
+        let addr = loaded.client_address.to_string();
+        let listener = TcpListener::bind(&addr)
+            .await
+            .map_err(|source| NodeError::Bind {
+                addr: addr.clone(),
+                source,
+            })?;
+        let client_addr = listener
+            .local_addr()
+            .map_err(|source| NodeError::Bind { addr, source })?;
+
+        let limit = config.global_outstanding_limit.max(1) as usize;
+        let (submitter, rx) = mpsc::channel::<WriteOp>(limit);
+        let span = tracing::Span::current();
+        let pipeline = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("write-pipeline".into())
+                .spawn(move || {
+                    let _g = span.enter();
+                    pipeline::run_standalone(shared, rx)
+                })
+                .map_err(|e| NodeError::Pipeline(e.to_string()))?
+        };
+        shared.set_role(Role::Standalone);
+        let tasks = vec![
+            tokio::spawn(
+                crate::cnxn::serve(listener, shared.clone(), submitter.clone()).in_current_span(),
+            ),
+            tokio::spawn(
+                pipeline::expire_sessions(shared.clone(), submitter.clone()).in_current_span(),
+            ),
+            tokio::spawn(pipeline::clean_containers(shared.clone(), submitter).in_current_span()),
+        ];
+        tracing::info!(
+            %client_addr,
+            last_zxid = format_args!("{:#x}", shared.last_processed_zxid()),
+            "serving as a standalone server"
+        );
+        Ok(Node {
+            shared,
+            client_addr,
+            pipeline,
+            tasks,
+        })
+    }
+
+    /// Stops accepting clients, closes every connection and waits for the pipeline to
+    /// finish what it has (SIGTERM).
+    pub async fn shutdown(self) -> Result<(), NodeError> {
+        self.shared.set_role(Role::NotServing);
+        for t in &self.tasks {
+            t.abort();
+        }
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        self.shared.close_all();
+        // The connections hold submitters too; give them a moment to go.
+        let pipeline = self.pipeline;
+        let joined = tokio::task::spawn_blocking(move || pipeline.join())
+            .await
+            .map_err(|e| NodeError::Pipeline(e.to_string()))?;
+        match joined {
+            Ok(r) => Ok(r?),
+            Err(_) => Err(NodeError::Pipeline("the write pipeline panicked".into())),
+        }
+    }
+}

@@ -1,0 +1,250 @@
+//! The write pipeline of a standalone server: prep → group commit → apply → reply
+//! (ZooKeeper's `PrepRequestProcessor` → `SyncRequestProcessor` → `FinalRequestProcessor`),
+//! on one dedicated thread because the log and the tree are synchronous.
+//!
+//! Every turn takes everything queued (up to [`MAX_BATCH`] requests), preps each against
+//! the tree plus the batch's own outstanding changes, makes the whole batch durable with
+//! **one** log flush, and only then applies it and answers: nothing is acknowledged before
+//! it is on disk, and under load many writes share one fsync.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::mpsc;
+use zk_proto::data::ErrorCode;
+use zk_proto::jute::{ReplyPacket, Response, SyncResponse};
+use zk_proto::txn::TxnEntry;
+use zk_storage::db::DbError;
+
+use crate::prep::{Prep, PrepInput, PrepOptions, SessionCheck};
+use crate::server::{Outbound, Shared};
+use crate::session::SessionTracker;
+
+/// At most this many requests are prepped and committed in one turn.
+pub const MAX_BATCH: usize = 1024;
+
+/// A request for the write pipeline.
+#[derive(Debug, Clone)]
+pub enum WriteOp {
+    /// Something that becomes a txn.
+    Prep(PrepInput),
+    /// A client's `sync`: answered once everything submitted before it is applied.
+    Sync {
+        /// Session of the client.
+        session: i64,
+        /// The sync's xid.
+        cxid: i32,
+        /// The path it names (echoed back).
+        path: String,
+    },
+}
+
+/// Where connections send their writes.
+pub type Submitter = mpsc::Sender<WriteOp>;
+
+/// The leader-side session checks of the prep stage, on the shared tracker.
+struct Tracker<'a>(&'a std::sync::Mutex<SessionTracker>);
+
+impl SessionCheck for Tracker<'_> {
+    fn check_session(&mut self, session: i64) -> Result<(), ErrorCode> {
+        let t = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match t.session(session) {
+            Some(info) if !info.closing => Ok(()),
+            _ => Err(ErrorCode::SessionExpired),
+        }
+    }
+    fn track_session(&mut self, session: i64, timeout_ms: i32) {
+        let mut t = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        t.track_session(session, timeout_ms.max(0) as u32, now_ms() as u64);
+    }
+    fn set_closing(&mut self, session: i64) {
+        let mut t = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        t.set_closing(session);
+    }
+}
+
+/// Wall-clock ms since the epoch: the time written into txn headers.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+enum Item {
+    Txn(TxnEntry),
+    Sync {
+        session: i64,
+        cxid: i32,
+        path: String,
+    },
+}
+
+/// Runs the standalone pipeline until every submitter is dropped. An error is fatal: the
+/// log could not be written, so nothing more may be acknowledged.
+pub fn run_standalone(shared: Arc<Shared>, mut rx: mpsc::Receiver<WriteOp>) -> Result<(), DbError> {
+    let mut prep = Prep::new(PrepOptions {
+        skip_acl: shared.config.skip_acl,
+        ttl_enabled: shared.config.extended_types_enabled,
+    });
+    let snap_count = shared.config.snap_count.max(2);
+    let mut zxid = {
+        let db = shared.db();
+        let last = db.last_logged_zxid();
+        // A standalone server runs in the epoch after the newest one it has seen.
+        let epoch = zk_proto::zxid::epoch_of(last).max(db.current_epoch());
+        if zk_proto::zxid::epoch_of(last) == epoch && last > 0 {
+            last
+        } else {
+            zk_proto::zxid::make(epoch, 0)
+        }
+    };
+    let mut buf = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.blocking_recv() {
+        buf.push(first);
+        while buf.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(op) => buf.push(op),
+                Err(_) => break,
+            }
+        }
+        // Prep the batch against the tree and the batch's own outstanding changes.
+        let mut items = Vec::with_capacity(buf.len());
+        {
+            let db = shared.db();
+            let mut sessions = Tracker(shared.sessions_mutex());
+            for op in buf.drain(..) {
+                match op {
+                    WriteOp::Prep(input) => {
+                        zxid += 1;
+                        let entry = prep.prep(db.tree(), &mut sessions, &input, zxid, now_ms());
+                        items.push(Item::Txn(entry));
+                    }
+                    WriteOp::Sync {
+                        session,
+                        cxid,
+                        path,
+                    } => items.push(Item::Sync {
+                        session,
+                        cxid,
+                        path,
+                    }),
+                }
+            }
+        }
+        // One group commit for the batch.
+        let encoded: Vec<(i64, Vec<u8>)> = items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Txn(e) => Some((e.header.zxid, e.encode())),
+                Item::Sync { .. } => None,
+            })
+            .collect();
+        if !encoded.is_empty() {
+            let refs: Vec<(i64, &[u8])> = encoded.iter().map(|(z, b)| (*z, b.as_slice())).collect();
+            let started = Instant::now();
+            {
+                // Readers wait for the flush; the log keeps no lock-free flush path yet.
+                let mut db = shared.db_mut();
+                db.append(&refs)?;
+                db.sync()?;
+            }
+            let us = started.elapsed().as_micros() as u64;
+            shared.stats.log_flushes.fetch_add(1, Ordering::Relaxed);
+            shared.stats.flush_total_us.fetch_add(us, Ordering::Relaxed);
+        }
+        // Apply in order and answer.
+        {
+            let mut db = shared.db_mut();
+            for item in &items {
+                match item {
+                    Item::Txn(entry) => {
+                        let outcome = db.apply(entry)?;
+                        shared.stats.txns_applied.fetch_add(1, Ordering::Relaxed);
+                        shared.after_apply(db.tree(), entry, &outcome);
+                    }
+                    Item::Sync {
+                        session,
+                        cxid,
+                        path,
+                    } => {
+                        let reply = ReplyPacket::new(
+                            *cxid,
+                            db.last_processed_zxid(),
+                            ErrorCode::Ok,
+                            Response::Sync(SyncResponse { path: path.clone() }),
+                        );
+                        shared.send_to(*session, Outbound::Reply(reply));
+                    }
+                }
+            }
+            prep.applied(db.last_processed_zxid());
+            if db.txns_since_snapshot() >= snap_count {
+                match db.begin_snapshot() {
+                    Ok(Some(z)) => {
+                        tracing::info!(zxid = format_args!("{z:#x}"), "snapshot started")
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(error = %e, "could not start a snapshot"),
+                }
+            }
+            if let Some(done) = db.poll_snapshot() {
+                match done {
+                    Ok(info) => {
+                        tracing::info!(zxid = format_args!("{:#x}", info.zxid), "snapshot written")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "snapshot failed"),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Submits a close for every session the tracker expires, every tick, until the
+/// submitter is closed (standalone and leader).
+pub async fn expire_sessions(shared: Arc<Shared>, submitter: Submitter) {
+    let tick = Duration::from_millis(u64::from(shared.config.tick_time_ms.max(1)));
+    let mut interval = tokio::time::interval(tick);
+    loop {
+        interval.tick().await;
+        let expired = shared.sessions().expired(now_ms() as u64);
+        for session in expired {
+            tracing::info!(session = format_args!("{session:#x}"), "session expired");
+            shared.send_to(
+                session,
+                Outbound::Notify(crate::server::state_event(
+                    zk_proto::data::KeeperState::Expired,
+                )),
+            );
+            let op = WriteOp::Prep(PrepInput::CloseSession { session, cxid: 0 });
+            if submitter.send(op).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Removes empty containers and expired TTL nodes every `znode.container.checkIntervalMs`
+/// (ZooKeeper's `ContainerManager`), at most `maxPerMinute` a minute.
+pub async fn clean_containers(shared: Arc<Shared>, submitter: Submitter) {
+    let every = Duration::from_millis(shared.config.container_check_interval_ms.max(100));
+    let mut interval = tokio::time::interval(every);
+    interval.tick().await;
+    loop {
+        interval.tick().await;
+        let max_per_minute = shared.config.container_max_per_minute.max(1) as u64;
+        let per_run = (max_per_minute * every.as_millis() as u64 / 60_000).max(1) as usize;
+        let candidates = shared
+            .db()
+            .tree()
+            .cleanup_candidates(now_ms(), every.as_millis() as i64);
+        for path in candidates.into_iter().take(per_run) {
+            let op = WriteOp::Prep(PrepInput::DeleteContainer { path });
+            if submitter.send(op).await.is_err() {
+                return;
+            }
+        }
+    }
+}

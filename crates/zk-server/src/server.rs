@@ -1,0 +1,686 @@
+//! What a serving node shares between its client connections and its write pipeline:
+//! the database, the watches, the connected sessions, the counters — and the two halves
+//! of ZooKeeper's `FinalRequestProcessor`: answering reads against the local tree, and
+//! applying committed txns (firing watches, answering the client that sent the write).
+//!
+//! Lock order, everywhere: `db` before `watches` before `conns`. A read registers its
+//! watch while it holds the `db` read lock and an apply fires watches while it holds the
+//! `db` write lock, so no change can slip between a read and its watch; and a client's
+//! events are queued on its connection before the apply releases the lock, so any later
+//! read of that client is answered after the event (ZooKeeper's ordering guarantee).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Instant;
+
+use tokio::sync::{mpsc, watch};
+use zk_proto::data::{ErrorCode, EventType, Id, KeeperState, OpCode, Stat, WatcherType};
+use zk_proto::jute::records::ClientInfo as WireClientInfo;
+use zk_proto::jute::{
+    Create2Response, CreateResponse, ErrorResponse, ExistsResponse, GetAclResponse,
+    GetAllChildrenNumberResponse, GetChildren2Response, GetChildrenResponse, GetDataResponse,
+    GetEphemeralsResponse, MultiOp, MultiResult, ReplyPacket, Request, Response, SetAclResponse,
+    SetDataResponse, WatcherEvent, WhoAmIResponse,
+};
+use zk_proto::txn::TxnEntry;
+use zk_proto::zxid::Zxid;
+use zk_storage::db::{DbError, ZkDatabase};
+use zk_storage::tree::{ApplyOutcome, DataTree};
+
+use crate::acl;
+use crate::config::Config;
+use crate::session::SessionTracker;
+use crate::watch::{SetWatches, WatchManager, WatchedEvent};
+
+/// A client connection's id (unique in this process).
+pub type ConnId = u64;
+
+/// What the rest of the server sends to a connection's task.
+#[derive(Debug)]
+pub enum Outbound {
+    /// The session's createSession txn was applied: answer the handshake.
+    SessionCreated,
+    /// The reply to the oldest outstanding write of the connection.
+    Reply(ReplyPacket),
+    /// A watch event.
+    Notify(ReplyPacket),
+    /// The session was closed or expired (or moved to another connection): close after
+    /// writing what is queued.
+    Close,
+}
+
+/// A connected session's way back to its connection.
+#[derive(Debug, Clone)]
+pub struct ConnHandle {
+    /// The connection.
+    pub id: ConnId,
+    /// The client's address.
+    pub remote: SocketAddr,
+    /// Its queue. Unbounded, but bounded in practice: replies by the connection's cap on
+    /// outstanding requests, events by the watches the session set.
+    pub tx: mpsc::UnboundedSender<Outbound>,
+}
+
+/// The node's role as `srvr` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Not serving clients (starting, or LOOKING / syncing with a leader).
+    NotServing,
+    /// A standalone server.
+    Standalone,
+    /// The ensemble's leader.
+    Leader,
+    /// A follower.
+    Follower,
+    /// An observer.
+    Observer,
+}
+
+impl Role {
+    /// The word `srvr`/`stat` print after `Mode:`.
+    pub fn mode_name(self) -> &'static str {
+        match self {
+            Role::NotServing => "not serving",
+            Role::Standalone => "standalone",
+            Role::Leader => "leader",
+            Role::Follower => "follower",
+            Role::Observer => "observer",
+        }
+    }
+    /// True when clients are served.
+    pub fn is_serving(self) -> bool {
+        self != Role::NotServing
+    }
+}
+
+/// Counters for `srvr`, `mntr` and `/metrics`.
+#[derive(Debug, Default)]
+pub struct ServerStats {
+    /// Packets received from clients.
+    pub packets_received: AtomicU64,
+    /// Packets sent to clients.
+    pub packets_sent: AtomicU64,
+    /// Requests answered (for the average latency).
+    pub requests: AtomicU64,
+    /// Sum of request latencies, µs.
+    pub latency_total_us: AtomicU64,
+    /// Largest request latency, µs.
+    pub latency_max_us: AtomicU64,
+    /// Smallest request latency, µs (`u64::MAX` until the first).
+    pub latency_min_us: AtomicU64,
+    /// Requests received but not answered yet.
+    pub outstanding: AtomicU64,
+    /// Txns applied.
+    pub txns_applied: AtomicU64,
+    /// Group commits (log flushes) done.
+    pub log_flushes: AtomicU64,
+    /// Sum of flush times, µs.
+    pub flush_total_us: AtomicU64,
+    /// Connections accepted since start.
+    pub connections_accepted: AtomicU64,
+}
+
+impl ServerStats {
+    /// Records one answered request that took `us` µs.
+    pub fn record_latency(&self, us: u64) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.latency_total_us.fetch_add(us, Ordering::Relaxed);
+        self.latency_max_us.fetch_max(us, Ordering::Relaxed);
+        self.latency_min_us.fetch_min(us, Ordering::Relaxed);
+    }
+
+    /// Resets the latency and packet counters (`srst`).
+    pub fn reset(&self) {
+        for c in [
+            &self.packets_received,
+            &self.packets_sent,
+            &self.requests,
+            &self.latency_total_us,
+            &self.latency_max_us,
+        ] {
+            c.store(0, Ordering::Relaxed);
+        }
+        self.latency_min_us.store(u64::MAX, Ordering::Relaxed);
+    }
+}
+
+/// The state of one serving node, shared by its connections and its pipeline.
+#[derive(Debug)]
+pub struct Shared {
+    /// The configuration.
+    pub config: Arc<Config>,
+    /// This server's id (0 for a standalone server without `myid`).
+    pub my_id: u64,
+    /// When the process started.
+    pub started: Instant,
+    /// Counters.
+    pub stats: ServerStats,
+    db: RwLock<ZkDatabase>,
+    sessions: Mutex<SessionTracker>,
+    watches: Mutex<WatchManager>,
+    conns: Mutex<HashMap<i64, ConnHandle>>,
+    role: watch::Sender<Role>,
+    next_conn_id: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock is a bug that already stopped that task; the data
+    // (watch tables, the connection map) is still consistent enough to go on serving.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    /// Wraps an opened database.
+    pub fn new(config: Arc<Config>, my_id: u64, db: ZkDatabase) -> Arc<Shared> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let mut tracker = SessionTracker::new(my_id, config.tick_time_ms, now);
+        // Sessions in the database live on until they expire or their clients return.
+        for (id, timeout) in db.tree().sessions() {
+            tracker.track_session(id, timeout.max(0) as u32, now);
+        }
+        let stats = ServerStats::default();
+        stats.latency_min_us.store(u64::MAX, Ordering::Relaxed);
+        Arc::new(Shared {
+            config,
+            my_id,
+            started: Instant::now(),
+            stats,
+            sessions: Mutex::new(tracker),
+            db: RwLock::new(db),
+            watches: Mutex::new(WatchManager::new()),
+            conns: Mutex::new(HashMap::new()),
+            role: watch::channel(Role::NotServing).0,
+            next_conn_id: AtomicU64::new(1),
+        })
+    }
+
+    /// Shared access to the database.
+    pub fn db(&self) -> RwLockReadGuard<'_, ZkDatabase> {
+        self.db.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Exclusive access to the database.
+    pub fn db_mut(&self) -> RwLockWriteGuard<'_, ZkDatabase> {
+        self.db.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The session tracker (authoritative on a standalone server and on the leader).
+    pub fn sessions(&self) -> MutexGuard<'_, SessionTracker> {
+        lock(&self.sessions)
+    }
+
+    /// The session tracker's mutex (for the prep stage's session checks).
+    pub fn sessions_mutex(&self) -> &Mutex<SessionTracker> {
+        &self.sessions
+    }
+
+    /// The watch manager.
+    pub fn watches(&self) -> MutexGuard<'_, WatchManager> {
+        lock(&self.watches)
+    }
+
+    /// The last zxid applied to the tree.
+    pub fn last_processed_zxid(&self) -> Zxid {
+        self.db().last_processed_zxid()
+    }
+
+    /// The current role.
+    pub fn role(&self) -> Role {
+        *self.role.borrow()
+    }
+
+    /// Changes the role (and wakes whoever waits on [`Shared::watch_role`]).
+    pub fn set_role(&self, role: Role) {
+        self.role.send_replace(role);
+    }
+
+    /// A receiver of role changes.
+    pub fn watch_role(&self) -> watch::Receiver<Role> {
+        self.role.subscribe()
+    }
+
+    /// A fresh connection id.
+    pub fn next_conn_id(&self) -> ConnId {
+        self.next_conn_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Registers the connection of `session`; the connection it replaces, if any, is told
+    /// to close (the client moved to a new connection).
+    pub fn attach(&self, session: i64, handle: ConnHandle) {
+        if let Some(old) = lock(&self.conns).insert(session, handle.clone())
+            && old.id != handle.id
+        {
+            let _ = old.tx.send(Outbound::Close);
+        }
+    }
+
+    /// Forgets the connection of `session` if it is still `conn`, and drops the session's
+    /// watches (the client sets them again with setWatches when it reconnects).
+    pub fn detach(&self, session: i64, conn: ConnId) {
+        let mut watches = lock(&self.watches);
+        let mut conns = lock(&self.conns);
+        if conns.get(&session).is_some_and(|h| h.id == conn) {
+            conns.remove(&session);
+            watches.remove_session(session);
+        }
+    }
+
+    /// The connections, for `cons`/`stat`/`dump`.
+    pub fn connections(&self) -> Vec<(i64, ConnHandle)> {
+        let mut v: Vec<_> = lock(&self.conns)
+            .iter()
+            .map(|(s, h)| (*s, h.clone()))
+            .collect();
+        v.sort_by_key(|(s, _)| *s);
+        v
+    }
+
+    /// Number of connected sessions.
+    pub fn connection_count(&self) -> usize {
+        lock(&self.conns).len()
+    }
+
+    /// Number of connections from `ip` (for `maxClientCnxns`).
+    pub fn connections_from(&self, ip: std::net::IpAddr) -> usize {
+        lock(&self.conns)
+            .values()
+            .filter(|h| h.remote.ip() == ip)
+            .count()
+    }
+
+    /// Sends `msg` to the connection of `session`, if it is connected here.
+    pub fn send_to(&self, session: i64, msg: Outbound) -> bool {
+        match lock(&self.conns).get(&session) {
+            Some(h) => h.tx.send(msg).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Closes every client connection (the node stops serving: new leader, shutdown).
+    pub fn close_all(&self) {
+        let mut watches = lock(&self.watches);
+        let mut conns = lock(&self.conns);
+        for (session, h) in conns.drain() {
+            let _ = h.tx.send(Outbound::Close);
+            watches.remove_session(session);
+        }
+    }
+
+    // -- applying committed txns --------------------------------------------------------
+
+    /// Applies committed txns in order: updates the tree, fires watches, answers the
+    /// clients connected here that sent them. Returns the outcomes.
+    pub fn apply_committed(&self, entries: &[TxnEntry]) -> Result<Vec<ApplyOutcome>, DbError> {
+        let mut db = self.db_mut();
+        let mut outcomes = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let outcome = db.apply(entry)?;
+            self.stats.txns_applied.fetch_add(1, Ordering::Relaxed);
+            self.after_apply(db.tree(), entry, &outcome);
+            outcomes.push(outcome);
+        }
+        Ok(outcomes)
+    }
+
+    /// Fires the watches of one applied txn and answers its client; called with the `db`
+    /// write lock held.
+    pub fn after_apply(&self, tree: &DataTree, entry: &TxnEntry, outcome: &ApplyOutcome) {
+        let mut watches = lock(&self.watches);
+        let conns = lock(&self.conns);
+        for t in &outcome.triggers {
+            for (session, ev) in watches.trigger(&t.path, t.event, outcome.zxid) {
+                if let Some(h) = conns.get(&session) {
+                    let _ = h.tx.send(Outbound::Notify(notification(&ev)));
+                }
+            }
+        }
+        let session = entry.header.client_id;
+        if entry.header.op == OpCode::CloseSession {
+            watches.remove_session(session);
+        }
+        let Some(h) = conns.get(&session) else {
+            return;
+        };
+        match entry.header.op {
+            OpCode::CreateSession => {
+                let _ = h.tx.send(Outbound::SessionCreated);
+            }
+            OpCode::CloseSession => {
+                // A client's close gets its reply; an expiry (cxid 0) just closes.
+                if entry.header.cxid != 0 {
+                    let _ = h.tx.send(Outbound::Reply(ReplyPacket::new(
+                        entry.header.cxid,
+                        outcome.zxid,
+                        ErrorCode::Ok,
+                        Response::Empty,
+                    )));
+                }
+                let _ = h.tx.send(Outbound::Close);
+            }
+            OpCode::DeleteContainer => {}
+            _ => {
+                let _ =
+                    h.tx.send(Outbound::Reply(write_reply(tree, entry, outcome)));
+            }
+        }
+    }
+
+    // -- reads --------------------------------------------------------------------------
+
+    /// Answers a request that needs no txn (reads, watches, ping, whoAmI) from the local
+    /// tree. `events` receives the events setWatches fires at once (to send before the
+    /// reply).
+    pub fn read(
+        &self,
+        session: i64,
+        auth: &[Id],
+        xid: i32,
+        request: &Request,
+        events: &mut Vec<ReplyPacket>,
+    ) -> ReplyPacket {
+        let db = self.db();
+        let tree = db.tree();
+        let zxid = tree.last_processed_zxid();
+        let result = self.read_locked(tree, session, auth, request, events);
+        match result {
+            Ok(body) => ReplyPacket::new(xid, zxid, ErrorCode::Ok, body),
+            Err(err) => ReplyPacket::new(xid, zxid, err, Response::Empty),
+        }
+    }
+
+    fn read_locked(
+        &self,
+        tree: &DataTree,
+        session: i64,
+        auth: &[Id],
+        request: &Request,
+        events: &mut Vec<ReplyPacket>,
+    ) -> Result<Response, ErrorCode> {
+        let check_read = |acl: &[zk_proto::data::Acl]| -> Result<(), ErrorCode> {
+            if self.config.skip_acl {
+                return Ok(());
+            }
+            acl::check(acl, auth, zk_proto::data::perms::READ).map_err(|e| e.code())
+        };
+        match request {
+            Request::Ping => Ok(Response::Empty),
+            Request::Exists(r) => {
+                if r.path.contains('\0') {
+                    return Err(ErrorCode::BadArguments);
+                }
+                let node = tree.get(&r.path);
+                if let Some(n) = &node {
+                    check_read(n.acl())?;
+                }
+                if r.watch {
+                    self.watches().add_data_watch(session, &r.path);
+                }
+                node.map(|n| Response::Exists(ExistsResponse { stat: n.stat() }))
+                    .ok_or(ErrorCode::NoNode)
+            }
+            Request::GetData(r) => self
+                .get_data(tree, session, &r.path, r.watch, &check_read)
+                .map(Response::GetData),
+            Request::GetChildren(r) => self
+                .get_children(tree, session, &r.path, r.watch, &check_read)
+                .map(|(children, _)| Response::GetChildren(GetChildrenResponse { children })),
+            Request::GetChildren2(r) => self
+                .get_children(tree, session, &r.path, r.watch, &check_read)
+                .map(|(children, stat)| {
+                    Response::GetChildren2(GetChildren2Response { children, stat })
+                }),
+            Request::GetAcl(r) => {
+                let node = tree.get(&r.path).ok_or(ErrorCode::NoNode)?;
+                let acl = if self.config.skip_acl {
+                    node.acl().to_vec()
+                } else {
+                    acl::acl_for_reader(node.acl(), auth).map_err(|e| e.code())?
+                };
+                Ok(Response::GetAcl(GetAclResponse {
+                    acl,
+                    stat: node.stat(),
+                }))
+            }
+            Request::GetAllChildrenNumber(r) => {
+                let node = tree.get(&r.path).ok_or(ErrorCode::NoNode)?;
+                check_read(node.acl())?;
+                let n = tree.all_children_number(&r.path).unwrap_or(0);
+                Ok(Response::GetAllChildrenNumber(
+                    GetAllChildrenNumberResponse {
+                        total_number: i32::try_from(n).unwrap_or(i32::MAX),
+                    },
+                ))
+            }
+            Request::GetEphemerals(r) => {
+                let prefix = r.prefix_path.trim();
+                let ephemerals: Vec<String> = if prefix.is_empty() || prefix == "/" {
+                    tree.ephemerals(session)
+                        .into_iter()
+                        .map(str::to_owned)
+                        .collect()
+                } else {
+                    tree.ephemerals(session)
+                        .into_iter()
+                        .filter(|p| p.starts_with(r.prefix_path.as_str()))
+                        .map(str::to_owned)
+                        .collect()
+                };
+                Ok(Response::GetEphemerals(GetEphemeralsResponse {
+                    ephemerals,
+                }))
+            }
+            Request::MultiRead(ops) => {
+                let mut results = Vec::with_capacity(ops.len());
+                for op in ops {
+                    let r = match op {
+                        MultiOp::GetData(g) => self
+                            .get_data(tree, session, &g.path, false, &check_read)
+                            .map(MultiResult::GetData),
+                        MultiOp::GetChildren(g) => self
+                            .get_children(tree, session, &g.path, false, &check_read)
+                            .map(|(children, _)| {
+                                MultiResult::GetChildren(GetChildrenResponse { children })
+                            }),
+                        _ => Err(ErrorCode::MarshallingError),
+                    };
+                    results.push(r.unwrap_or_else(MultiResult::error));
+                }
+                Ok(Response::Multi(results))
+            }
+            Request::WhoAmI => Ok(Response::WhoAmI(WhoAmIResponse {
+                client_info: acl::who_am_i(auth)
+                    .into_iter()
+                    .map(|c| WireClientInfo {
+                        auth_scheme: c.auth_scheme,
+                        user: c.user,
+                    })
+                    .collect(),
+            })),
+            Request::CheckWatches(r) => {
+                let kind =
+                    WatcherType::try_from(r.watcher_type).map_err(|_| ErrorCode::BadArguments)?;
+                self.watches()
+                    .check(session, &r.path, kind)
+                    .map(|()| Response::Empty)
+                    .map_err(|e| e.code())
+            }
+            Request::RemoveWatches(r) => {
+                let kind =
+                    WatcherType::try_from(r.watcher_type).map_err(|_| ErrorCode::BadArguments)?;
+                self.watches()
+                    .remove(session, &r.path, kind)
+                    .map(|()| Response::Empty)
+                    .map_err(|e| e.code())
+            }
+            Request::AddWatch(r) => {
+                let mode = r.watch_mode().map_err(|_| ErrorCode::BadArguments)?;
+                self.watches().add_watch(session, &r.path, mode);
+                Ok(Response::Error(ErrorResponse { err: 0 }))
+            }
+            Request::SetWatches(r) => {
+                let req = SetWatches {
+                    relative_zxid: r.relative_zxid,
+                    data: &r.data_watches,
+                    exist: &r.exist_watches,
+                    child: &r.child_watches,
+                    persistent: &[],
+                    persistent_recursive: &[],
+                };
+                self.set_watches(tree, session, req, events);
+                Ok(Response::Empty)
+            }
+            Request::SetWatches2(r) => {
+                let req = SetWatches {
+                    relative_zxid: r.relative_zxid,
+                    data: &r.data_watches,
+                    exist: &r.exist_watches,
+                    child: &r.child_watches,
+                    persistent: &r.persistent_watches,
+                    persistent_recursive: &r.persistent_recursive_watches,
+                };
+                self.set_watches(tree, session, req, events);
+                Ok(Response::Empty)
+            }
+            _ => Err(ErrorCode::Unimplemented),
+        }
+    }
+
+    fn set_watches(
+        &self,
+        tree: &DataTree,
+        session: i64,
+        req: SetWatches<'_>,
+        events: &mut Vec<ReplyPacket>,
+    ) {
+        let fired = self.watches().set_watches(session, req, |p| tree.stat(p));
+        events.extend(fired.iter().map(notification));
+    }
+
+    fn get_data(
+        &self,
+        tree: &DataTree,
+        session: i64,
+        path: &str,
+        watch: bool,
+        check_read: &dyn Fn(&[zk_proto::data::Acl]) -> Result<(), ErrorCode>,
+    ) -> Result<GetDataResponse, ErrorCode> {
+        let node = tree.get(path).ok_or(ErrorCode::NoNode)?;
+        check_read(node.acl())?;
+        if watch {
+            self.watches().add_data_watch(session, path);
+        }
+        Ok(GetDataResponse {
+            data: Some(bytes::Bytes::copy_from_slice(node.data())),
+            stat: node.stat(),
+        })
+    }
+
+    fn get_children(
+        &self,
+        tree: &DataTree,
+        session: i64,
+        path: &str,
+        watch: bool,
+        check_read: &dyn Fn(&[zk_proto::data::Acl]) -> Result<(), ErrorCode>,
+    ) -> Result<(Vec<String>, Stat), ErrorCode> {
+        let node = tree.get(path).ok_or(ErrorCode::NoNode)?;
+        check_read(node.acl())?;
+        let children = tree
+            .children_unsorted(path)
+            .map(|c| c.map(str::to_owned).collect())
+            .unwrap_or_default();
+        if watch {
+            self.watches().add_child_watch(session, path);
+        }
+        Ok((children, node.stat()))
+    }
+}
+
+/// The wire form of a watch event.
+pub fn notification(ev: &WatchedEvent) -> ReplyPacket {
+    ReplyPacket::notification(WatcherEvent::new(ev.event_type, ev.state, ev.path.clone()))
+}
+
+/// A session-state event (e.g. `Expired`) with no path.
+pub fn state_event(state: KeeperState) -> ReplyPacket {
+    ReplyPacket::notification(WatcherEvent::new(EventType::None, state, ""))
+}
+
+/// The reply to a write, from its applied outcome (`FinalRequestProcessor`).
+pub fn write_reply(tree: &DataTree, entry: &TxnEntry, outcome: &ApplyOutcome) -> ReplyPacket {
+    let xid = entry.header.cxid;
+    let zxid = outcome.zxid;
+    let path = || outcome.path.clone().unwrap_or_default();
+    let stat = || outcome.stat.unwrap_or_default();
+    let body = match entry.header.op {
+        OpCode::Create => Response::Create(CreateResponse { path: path() }),
+        OpCode::Create2 | OpCode::CreateContainer | OpCode::CreateTtl => {
+            Response::Create2(Create2Response {
+                path: path(),
+                stat: stat(),
+            })
+        }
+        OpCode::SetData => Response::SetData(SetDataResponse { stat: stat() }),
+        OpCode::SetAcl => Response::SetAcl(SetAclResponse { stat: stat() }),
+        OpCode::Check => Response::SetData(SetDataResponse {
+            stat: outcome
+                .path
+                .as_deref()
+                .and_then(|p| tree.stat(p))
+                .unwrap_or_default(),
+        }),
+        OpCode::Multi => {
+            // A failed multi is not an error of the reply: its results say what failed.
+            let results = outcome.multi.iter().map(multi_result).collect();
+            return ReplyPacket::new(xid, zxid, ErrorCode::Ok, Response::Multi(results));
+        }
+        _ => Response::Empty,
+    };
+    ReplyPacket::new(xid, zxid, outcome.err, body)
+}
+
+fn multi_result(op: &zk_storage::tree::OpOutcome) -> MultiResult {
+    if op.err != ErrorCode::Ok || op.op == OpCode::Error {
+        return MultiResult::error(op.err);
+    }
+    let path = op.path.clone().unwrap_or_default();
+    let stat = op.stat.unwrap_or_default();
+    match op.op {
+        // ZooKeeper 3.8 answers a create2 inside a multi with a plain create result.
+        OpCode::Create | OpCode::Create2 => MultiResult::Create(CreateResponse { path }),
+        OpCode::CreateContainer | OpCode::CreateTtl => {
+            MultiResult::Create2(Create2Response { path, stat })
+        }
+        OpCode::Delete | OpCode::DeleteContainer => MultiResult::Delete,
+        OpCode::SetData => MultiResult::SetData(SetDataResponse { stat }),
+        OpCode::Check => MultiResult::Check,
+        _ => MultiResult::error(ErrorCode::MarshallingError),
+    }
+}
+
+/// True for requests answered from the local tree without a txn.
+pub fn is_read(request: &Request) -> bool {
+    matches!(
+        request,
+        Request::Ping
+            | Request::Exists(_)
+            | Request::GetData(_)
+            | Request::GetChildren(_)
+            | Request::GetChildren2(_)
+            | Request::GetAcl(_)
+            | Request::GetAllChildrenNumber(_)
+            | Request::GetEphemerals(_)
+            | Request::MultiRead(_)
+            | Request::WhoAmI
+            | Request::CheckWatches(_)
+            | Request::RemoveWatches(_)
+            | Request::AddWatch(_)
+            | Request::SetWatches(_)
+            | Request::SetWatches2(_)
+    )
+}
