@@ -49,3 +49,53 @@ fn mem_append_sync(bencher: Bencher, batch: usize) {
     let mut log = MemTxnLog::new();
     run(bencher, &mut log, batch);
 }
+
+const REPLAY_TXNS: usize = 50_000;
+
+/// `ZkDatabase::open` of a directory holding 50,000 create txns and no snapshot: log read,
+/// checksum, decode and apply of every txn (items/s = txns replayed per second).
+#[divan::bench(sample_count = 10, sample_size = 1)]
+fn db_open_replay_50k(bencher: Bencher) {
+    use zk_proto::data::OpCode;
+    use zk_proto::txn::{Txn, TxnEntry, TxnHeader};
+    use zk_proto::zxid::make;
+    use zk_storage::db::{DbOptions, ZkDatabase};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let mut db = ZkDatabase::open(dir.path(), DbOptions::default()).expect("open");
+        let entries: Vec<TxnEntry> = (1..=REPLAY_TXNS as i64)
+            .map(|c| TxnEntry {
+                header: TxnHeader {
+                    client_id: 1,
+                    cxid: c as i32,
+                    zxid: make(1, c),
+                    time: 0,
+                    op: OpCode::Create,
+                },
+                txn: Txn::Create {
+                    path: format!("/n{c}"),
+                    data: vec![0x5a; 64],
+                    acl: vec![],
+                    ephemeral: false,
+                    parent_cversion: -1,
+                },
+            })
+            .collect();
+        for chunk in entries.chunks(256) {
+            let encoded: Vec<Vec<u8>> = chunk.iter().map(TxnEntry::encode).collect();
+            let batch: Vec<(i64, &[u8])> = chunk
+                .iter()
+                .zip(&encoded)
+                .map(|(e, b)| (e.header.zxid, b.as_slice()))
+                .collect();
+            db.append_and_sync(&batch).expect("append");
+        }
+    }
+    bencher
+        .counter(ItemsCount::new(REPLAY_TXNS))
+        .bench_local(|| {
+            let db = ZkDatabase::open(dir.path(), DbOptions::default()).expect("reopen");
+            assert_eq!(db.open_report().replayed, REPLAY_TXNS as u64);
+        });
+}

@@ -516,3 +516,49 @@ fn into_parts_hands_over_what_open_loaded() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn a_tree_larger_than_a_chunk_snapshots_and_installs() -> Result<()> {
+    let leader_dir = tempfile::tempdir()?;
+    let follower_dir = tempfile::tempdir()?;
+    let mut leader = ZkDatabase::open(leader_dir.path(), opts())?;
+    // 3,000 nodes of 1 KiB: about 3 MiB of snapshot payload, so several chunks.
+    let zs = zxids(1, 1, 3000);
+    let entries: Vec<TxnEntry> = zs
+        .iter()
+        .map(|z| {
+            let counter = z & 0xffff_ffff;
+            let mut e = create(*z, &format!("/big{counter:x}"));
+            if let Txn::Create { data, .. } = &mut e.txn {
+                *data = vec![(counter % 251) as u8; 1024];
+            }
+            e
+        })
+        .collect();
+    for chunk in entries.chunks(500) {
+        let encoded: Vec<Vec<u8>> = chunk.iter().map(TxnEntry::encode).collect();
+        let batch: Vec<(Zxid, &[u8])> = chunk
+            .iter()
+            .zip(&encoded)
+            .map(|(e, b)| (e.header.zxid, b.as_slice()))
+            .collect();
+        leader.append_and_sync(&batch)?;
+        for e in chunk {
+            leader.apply(e)?;
+        }
+    }
+    let info = leader.snapshot()?;
+    assert!(info.chunks >= 3, "{info:?}");
+    let chunks = leader.snapshots().chunks(&info.path)?;
+    let mut follower = ZkDatabase::open(follower_dir.path(), opts())?;
+    follower.install_snapshot(info.zxid, chunks)?;
+    assert_eq!(follower.tree().digest(), leader.tree().digest());
+    assert_eq!(
+        follower.tree().get("/big7d0").map(|n| n.data().to_vec()),
+        Some(vec![(0x7d0 % 251) as u8; 1024])
+    );
+    drop(follower);
+    let follower = ZkDatabase::open(follower_dir.path(), opts())?;
+    assert_eq!(follower.tree().digest(), leader.tree().digest());
+    Ok(())
+}
