@@ -492,10 +492,17 @@ impl Election {
             Phase::Looking => {
                 // A voter answers a LOOKING peer that is behind in rounds. (Observers
                 // skip this: voters ignore their votes, and it could ping-pong.)
-                if n.state == PeerState::Looking
-                    && n.election_epoch < self.logical_clock
-                    && self.is_voter()
-                {
+                //
+                // Beyond ZooKeeper, a voter also answers a peer of the same round whose
+                // vote is worse than ours: the peer may have started its round after
+                // our broadcast reached it (and was answered with its old vote), and
+                // would otherwise learn our vote only at its next notification timeout,
+                // which costs a whole extra wait. The peer adopts the answer, so this
+                // cannot ping-pong.
+                let behind = n.election_epoch < self.logical_clock
+                    || (n.election_epoch == self.logical_clock
+                        && self.better(&self.proposal, &n.vote));
+                if n.state == PeerState::Looking && behind && self.is_voter() {
                     let reply =
                         self.notification(PeerState::Looking, self.proposal, self.logical_clock);
                     self.send(n.sid, reply);
@@ -745,9 +752,12 @@ mod tests {
                 (3, looking(1, vote(3, 20, 1), 1))
             ]
         );
-        // A worse one changes nothing.
+        // A worse one of the same round changes nothing, but its sender is told ours.
         let out = e.step(Input::Receive(looking(2, vote(2, 5, 1), 1)));
-        assert!(out.is_empty(), "{out:?}");
+        assert_eq!(sends(&out), vec![(2, looking(1, vote(3, 20, 1), 1))]);
+        // An equal one is just recorded.
+        let out = e.step(Input::Receive(looking(2, vote(3, 20, 1), 1)));
+        assert!(sends(&out).is_empty(), "{out:?}");
         assert_eq!(e.current_vote(), vote(3, 20, 1));
     }
 
