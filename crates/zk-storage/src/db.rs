@@ -672,13 +672,16 @@ impl ZkDatabase {
     {
         self.wait_snapshot_quietly();
         let staged = self.snapshots.receive_staged(Some(zxid), chunks)?;
+        // Load it before anything changes, so that a tree this code cannot read leaves the
+        // database as it was.
+        let tree = load_snapshot(&self.snapshots, staged.staged_path(), zxid)?;
         // Nothing after the leader's state may survive: neither log records nor snapshots.
         self.snapshots.remove_newer_than(zxid)?;
         self.log.truncate_after(zxid)?;
         let info = staged.commit()?;
         // Records up to the snapshot are covered by it (and may be from another history).
         self.log.truncate_after(-1)?;
-        self.tree = load_snapshot(&self.snapshots, &info)?;
+        self.tree = tree;
         self.base_zxid = zxid;
         self.applied_since_snapshot = 0;
         Ok(info)
@@ -757,25 +760,26 @@ fn decode_entry(path: &Path, zxid: Zxid, payload: &[u8]) -> Result<TxnEntry, DbE
     Ok(entry)
 }
 
-fn load_snapshot(store: &SnapshotStore, info: &SnapshotInfo) -> Result<DataTree, DbError> {
-    let mut reader = store.open_reader(&info.path)?;
+/// Reads the tree from a snapshot file and checks that it is at `zxid`.
+fn load_snapshot(store: &SnapshotStore, path: &Path, zxid: Zxid) -> Result<DataTree, DbError> {
+    let mut reader = store.open_reader(path)?;
     let tree = DataTree::read_from(&mut reader).map_err(|source| match source {
         TreeSnapshotError::Io(e) => match e.downcast::<SnapshotError>() {
             Ok(snap) => DbError::Snapshot(snap),
             Err(e) => DbError::TreeSnapshot {
-                path: info.path.clone(),
+                path: path.to_path_buf(),
                 source: TreeSnapshotError::Io(e),
             },
         },
         source => DbError::TreeSnapshot {
-            path: info.path.clone(),
+            path: path.to_path_buf(),
             source,
         },
     })?;
     reader.finish()?;
-    if tree.last_processed_zxid() != info.zxid {
+    if tree.last_processed_zxid() != zxid {
         return Err(DbError::Snapshot(SnapshotError::Invalid {
-            location: info.path.display().to_string(),
+            location: path.display().to_string(),
             reason: format!(
                 "the tree inside is at zxid {:#x}",
                 tree.last_processed_zxid()
@@ -793,7 +797,7 @@ fn load(log: &SledTxnLog, snapshots: &SnapshotStore) -> Result<Loaded, DbError> 
         let attempt = snapshots
             .verify(&file.path)
             .map_err(DbError::from)
-            .and_then(|info| Ok((load_snapshot(snapshots, &info)?, info)));
+            .and_then(|info| Ok((load_snapshot(snapshots, &info.path, info.zxid)?, info)));
         match attempt {
             Ok(loaded) => {
                 found = Some(loaded);

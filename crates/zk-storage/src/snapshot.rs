@@ -800,6 +800,12 @@ impl StagedSnapshot {
         &self.info
     }
 
+    /// Where the verified bytes are until [`commit`](Self::commit) (a temp file), e.g. to
+    /// load the snapshot before it is made visible.
+    pub fn staged_path(&self) -> &Path {
+        self.tmp.as_deref().unwrap_or(&self.info.path)
+    }
+
     /// Renames the snapshot in place and fsyncs the directory.
     pub fn commit(mut self) -> Result<SnapshotInfo, SnapshotError> {
         if let Some(tmp) = self.tmp.take() {

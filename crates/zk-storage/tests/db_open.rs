@@ -562,3 +562,30 @@ fn a_tree_larger_than_a_chunk_snapshots_and_installs() -> Result<()> {
     assert_eq!(follower.tree().digest(), leader.tree().digest());
     Ok(())
 }
+
+#[test]
+fn a_snapshot_whose_tree_cannot_be_read_is_not_installed() -> Result<()> {
+    use std::io::Write;
+    let other_dir = tempfile::tempdir()?;
+    let other = zk_storage::snapshot::SnapshotStore::open(other_dir.path())?;
+    // A well-formed snapshot file whose payload is not a tree.
+    let bogus = other.write(make(2, 5), |w| w.write_all(b"not a tree at all"))?;
+    let chunks: Vec<Vec<u8>> = other.chunks(&bogus.path)?.collect::<Result<_, _>>()?;
+
+    let dir = tempfile::tempdir()?;
+    let mut db = ZkDatabase::open(dir.path(), opts())?;
+    commit(&mut db, "k", &zxids(1, 1, 8))?;
+    let digest = db.tree().digest();
+    let err = db
+        .install_snapshot(make(2, 5), chunks.into_iter().map(Ok::<_, std::io::Error>))
+        .expect_err("not a tree");
+    assert!(matches!(err, DbError::TreeSnapshot { .. }), "{err}");
+    assert_eq!(db.tree().digest(), digest);
+    assert_eq!(db.last_logged_zxid(), make(1, 8));
+    assert!(db.snapshots().list()?.is_empty());
+    drop(db);
+    let db = ZkDatabase::open(dir.path(), opts())?;
+    assert_eq!(db.open_report().replayed, 8);
+    assert_eq!(db.open_report().removed_temp_files, 0);
+    Ok(())
+}
