@@ -347,6 +347,8 @@ where
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let server = tokio::spawn(
             Server::builder()
+                .http2_keepalive_interval(Some(options.tick_time))
+                .http2_keepalive_timeout(Some(options.tick_time * config.sync_limit.max(1)))
                 .add_service(
                     QuorumServer::new(service)
                         .max_decoding_message_size(MAX_MESSAGE_BYTES)

@@ -119,6 +119,9 @@ pub async fn bind_local(
 pub(crate) enum Outbound {
     One(Packet),
     Batch(Vec<Packet>),
+    /// Ends the stream with this error (e.g. the learner's packet did not decode), so the
+    /// learner sees why instead of a clean end of stream.
+    Failed(Status),
 }
 
 /// What the learner streams report to the leader task.
@@ -173,6 +176,7 @@ impl Quorum for LearnService {
         let sid = info.sid;
         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(self.queue_capacity.max(1));
+        let fail = tx.downgrade();
         self.events
             .send(StreamEvent::Opened {
                 sid,
@@ -184,41 +188,50 @@ impl Quorum for LearnService {
             .map_err(|_| Status::unavailable("not leading"))?;
         let events = self.events.clone();
         tokio::spawn(async move {
-            loop {
+            let failure = loop {
                 match inbound.message().await {
                     Ok(Some(p)) => match Packet::try_from(p) {
                         Ok(packet) => {
-                            if events
-                                .send(StreamEvent::Packet { sid, conn, packet })
-                                .await
-                                .is_err()
-                            {
-                                break;
+                            let ev = StreamEvent::Packet { sid, conn, packet };
+                            if events.send(ev).await.is_err() {
+                                break None;
                             }
                         }
                         Err(e) => {
                             warn!(peer = sid, error = %e, "undecodable packet from learner");
-                            break;
+                            break Some(Status::invalid_argument(e.to_string()));
                         }
                     },
-                    Ok(None) => break,
+                    Ok(None) => break None,
                     Err(status) => {
+                        // A decode error (e.g. a message over the size limit) arrives here:
+                        // pass it back down so the learner sees it.
                         debug!(peer = sid, %status, "learner stream failed");
-                        break;
+                        break Some(status);
                     }
                 }
+            };
+            if let (Some(status), Some(tx)) = (failure, fail.upgrade()) {
+                let _ = tx.try_send(Outbound::Failed(status));
             }
             let _ = events.send(StreamEvent::Closed { sid, conn }).await;
         });
         let out = ReceiverStream::new(rx)
             .flat_map(|o| {
-                let packets = match o {
-                    Outbound::One(p) => vec![p],
-                    Outbound::Batch(v) => v,
+                let items: Vec<Result<pb::QuorumPacket, Status>> = match o {
+                    Outbound::One(p) => vec![Ok(p.into())],
+                    Outbound::Batch(v) => v.into_iter().map(|p| Ok(p.into())).collect(),
+                    Outbound::Failed(status) => vec![Err(status)],
                 };
-                futures::stream::iter(packets)
+                futures::stream::iter(items)
             })
-            .map(|p| Ok(pb::QuorumPacket::from(p)));
+            .scan(false, |failed, item| {
+                if *failed {
+                    return futures::future::ready(None);
+                }
+                *failed = item.is_err();
+                futures::future::ready(Some(item))
+            });
         Ok(Response::new(Box::pin(out)))
     }
 }

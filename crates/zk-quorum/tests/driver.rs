@@ -287,3 +287,76 @@ async fn a_leader_without_a_quorum_gives_up_after_init_limit() -> anyhow::Result
     drop(leader.stop);
     Ok(())
 }
+
+/// A raw learner stream to the leader at `addr`, with `first` already queued.
+async fn raw_stream(
+    addr: &str,
+    packets: Vec<zk_proto::peer::quorum::QuorumPacket>,
+) -> anyhow::Result<(
+    tokio::sync::mpsc::Sender<zk_proto::peer::quorum::QuorumPacket>,
+    tonic::Streaming<zk_proto::peer::quorum::QuorumPacket>,
+)> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+        .connect()
+        .await?;
+    let mut client = zk_proto::peer::quorum::quorum_client::QuorumClient::new(channel)
+        .max_encoding_message_size(64 * 1024 * 1024);
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    for p in packets {
+        tx.send(p).await?;
+    }
+    let inbound = client
+        .learn(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await?
+        .into_inner();
+    Ok((tx, inbound))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_learner_input_is_refused_without_hurting_the_leader() -> anyhow::Result<()> {
+    use zk_quorum::{LearnerInfo, Packet};
+    let mut leader = start_leader(Config::default(), storage()).await?;
+    let _f2 = start_follower(2, leader.addr.clone(), Config::default(), storage());
+    wait_applied(&mut leader.status, 0).await?;
+
+    // A stream that does not start with FOLLOWERINFO is refused.
+    let err = raw_stream(&leader.addr, vec![Packet::Ack { zxid: 1 }.into()])
+        .await
+        .err();
+    let status = err
+        .and_then(|e| e.downcast::<tonic::Status>().ok())
+        .context("no status")?;
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+
+    // A learner whose message is over the size limit gets the decode error back.
+    let info = Packet::LearnerInfo(LearnerInfo {
+        sid: 3,
+        accepted_epoch: 0,
+        last_zxid: 0,
+        observer: false,
+    });
+    let (tx, mut inbound) = raw_stream(&leader.addr, vec![info.into()]).await?;
+    let first = inbound.message().await?.map(Packet::try_from).transpose()?;
+    assert_eq!(first, Some(Packet::LeaderInfo { new_epoch: 1 }));
+    let huge = Packet::Proposal(Txn::new(1, vec![0u8; 5 * 1024 * 1024]));
+    tx.send(huge.into()).await?;
+    let end = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match inbound.message().await {
+                Ok(Some(_)) => continue,
+                other => break other,
+            }
+        }
+    })
+    .await?;
+    let status = end.err().context("the stream ended without an error")?;
+    assert_eq!(status.code(), tonic::Code::OutOfRange, "{status:?}");
+
+    // The leader still serves.
+    let z = leader
+        .client
+        .propose(Bytes::from_static(b"still here"))
+        .await?;
+    assert_eq!(z, zk_proto::zxid::make(1, 1));
+    Ok(())
+}

@@ -215,6 +215,7 @@ struct Stats {
     partitions: u64,
     broken_streams: u64,
     truncated_dead: u64,
+    old_leaders_rejoined: u64,
 }
 
 impl Stats {
@@ -231,6 +232,7 @@ impl Stats {
         self.partitions += o.partitions;
         self.broken_streams += o.broken_streams;
         self.truncated_dead += o.truncated_dead;
+        self.old_leaders_rejoined += o.old_leaders_rejoined;
     }
 }
 
@@ -740,6 +742,9 @@ impl Sim {
     }
 
     fn follow(&mut self, id: ServerId, leader: ServerId) -> Result<(), String> {
+        if self.leaders_by_epoch.values().any(|&l| l == id) {
+            self.stats.old_leaders_rejoined += 1;
+        }
         if self.trace {
             let n = &self.nodes[&id];
             eprintln!(
@@ -1147,6 +1152,10 @@ fn assert_exercised(name: &str, s: &Stats) {
         "{name}: {s:?}"
     );
     assert!(s.partitions > 0 && s.broken_streams > 0, "{name}: {s:?}");
+    assert!(
+        s.old_leaders_rejoined > 0 && s.truncated_dead > 0,
+        "{name}: {s:?}"
+    );
 }
 
 #[test]
@@ -1157,7 +1166,7 @@ fn three_voters() {
 
 #[test]
 fn five_voters() {
-    let s = run_many("five_voters", 1_000_000, 1500, 5, 0, 500);
+    let s = run_many("five_voters", 1_000_000, 1600, 5, 0, 500);
     assert_exercised("five_voters", &s);
 }
 
