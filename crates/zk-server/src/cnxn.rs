@@ -22,6 +22,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::codec::Framed;
+use tracing::Instrument;
 use zk_proto::data::{ErrorCode, Id, KeeperState};
 use zk_proto::jute::{
     AUTH_XID, ConnectRequest, ConnectResponse, Inbound, JuteCodec, PASSWORD_LEN, Record,
@@ -70,13 +71,16 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, submitter: Submit
         let shared = shared.clone();
         let submitter = submitter.clone();
         let per_ip = per_ip.clone();
-        tokio::spawn(async move {
-            let _ = stream.set_nodelay(true);
-            if let Err(e) = handle(stream, remote, shared, submitter).await {
-                tracing::info!(%remote, "connection closed: {e}");
+        tokio::spawn(
+            async move {
+                let _ = stream.set_nodelay(true);
+                if let Err(e) = handle(stream, remote, shared, submitter).await {
+                    tracing::info!(%remote, "connection closed: {e}");
+                }
+                release(&per_ip, remote.ip());
             }
-            release(&per_ip, remote.ip());
-        });
+            .in_current_span(),
+        );
     }
 }
 

@@ -75,7 +75,7 @@ fn server_stats(shared: &Shared, with_clients: bool) -> String {
     }
     let (min, avg, max) = latency(shared);
     let s = &shared.stats;
-    let db = shared.db();
+    let tree = shared.tree();
     let _ = writeln!(out, "Latency min/avg/max: {min}/{avg:.4}/{max}");
     let _ = writeln!(
         out,
@@ -89,17 +89,16 @@ fn server_stats(shared: &Shared, with_clients: bool) -> String {
         "Outstanding: {}",
         s.outstanding.load(Ordering::Relaxed)
     );
-    let _ = writeln!(out, "Zxid: {:#x}", db.last_processed_zxid());
+    let _ = writeln!(out, "Zxid: {:#x}", tree.last_processed_zxid());
     let _ = writeln!(out, "Mode: {}", shared.role().mode_name());
-    let _ = writeln!(out, "Node count: {}", db.tree().node_count());
+    let _ = writeln!(out, "Node count: {}", tree.node_count());
     out
 }
 
 fn monitor(shared: &Shared) -> String {
     let (min, avg, max) = latency(shared);
     let s = &shared.stats;
-    let db = shared.db();
-    let tree = db.tree();
+    let tree = shared.tree();
     let watches = shared.watches().watch_count();
     let mut kv: Vec<(&str, String)> = vec![
         ("zk_version", format!("{VERSION}, built on unknown")),
@@ -222,8 +221,7 @@ fn hostname() -> String {
 }
 
 fn dump(shared: &Shared) -> String {
-    let db = shared.db();
-    let tree = db.tree();
+    let tree = shared.tree();
     let mut out = String::from("SessionTracker dump:\n");
     let sessions: Vec<(i64, i32)> = tree.sessions().collect();
     let _ = writeln!(out, "Global Sessions({}):", sessions.len());

@@ -9,4 +9,5 @@ pub mod pipeline;
 pub mod prep;
 pub mod server;
 pub mod session;
+pub mod snapshots;
 pub mod watch;

@@ -8,11 +8,14 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tracing::Instrument;
-use zk_storage::db::{DbOptions, ZkDatabase};
+use zk_proto::zxid::epoch_of;
+use zk_storage::db::{DbError, DbOptions, DbParts, ZkDatabase};
+use zk_storage::log::{EpochStore, TxnLog};
 
 use crate::config::{LoadedConfig, Mode};
-use crate::pipeline::{self, WriteOp};
+use crate::pipeline::{self, StandaloneStorage, WriteOp};
 use crate::server::{Role, Shared};
+use crate::snapshots::Snapshotter;
 
 /// Why a node could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +37,9 @@ pub enum NodeError {
     /// The write pipeline stopped.
     #[error("write pipeline stopped: {0}")]
     Pipeline(String),
+    /// The write pipeline failed.
+    #[error(transparent)]
+    PipelineFailed(#[from] pipeline::PipelineError),
 }
 
 /// Where a node keeps its database inside `dataDir` (our format, not Apache's
@@ -48,7 +54,7 @@ pub struct Node {
     pub shared: Arc<Shared>,
     /// The bound client address (the real port when the config asked for 0).
     pub client_addr: SocketAddr,
-    pipeline: std::thread::JoinHandle<Result<(), zk_storage::db::DbError>>,
+    pipeline: std::thread::JoinHandle<Result<(), pipeline::PipelineError>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -64,17 +70,37 @@ impl Node {
         let my_id = loaded.my_id.unwrap_or(0);
         let config = Arc::new(loaded.config.clone());
         let dir = database_dir(&loaded);
-        let db = {
+        let parts = {
             let dir = dir.clone();
-            let options = DbOptions {
-                snap_retain_count: config.snap_retain_count.max(1) as usize,
-                ..DbOptions::default()
-            };
-            tokio::task::spawn_blocking(move || ZkDatabase::open(dir, options))
-                .await
-                .map_err(|e| NodeError::Pipeline(e.to_string()))??
+            tokio::task::spawn_blocking(move || {
+                ZkDatabase::open(dir, DbOptions::default()).map(ZkDatabase::into_parts)
+            })
+            .await
+            .map_err(|e| NodeError::Pipeline(e.to_string()))??
         };
-        let shared = Shared::new(config.clone(), my_id, db);
+        let DbParts {
+            log,
+            epochs,
+            snapshots,
+            tree,
+            ..
+        } = parts;
+        let last_logged = log.last_zxid().map_err(DbError::from)?.unwrap_or(0);
+        let epoch = epoch_of(last_logged)
+            .max(epochs.current_epoch().unwrap_or(0))
+            .max(epoch_of(tree.last_processed_zxid()));
+        let shared = Shared::new(config.clone(), my_id, tree);
+        let snapshotter = Snapshotter::new(
+            snapshots,
+            config.snap_count,
+            config.snap_retain_count.max(1) as usize,
+            u64::from(std::process::id()) ^ my_id.rotate_left(32),
+        );
+        let storage = StandaloneStorage {
+            log,
+            snapshots: snapshotter,
+            epoch,
+        };
         let addr = loaded.client_address.to_string();
         let listener = TcpListener::bind(&addr)
             .await
@@ -95,7 +121,7 @@ impl Node {
                 .name("write-pipeline".into())
                 .spawn(move || {
                     let _g = span.enter();
-                    pipeline::run_standalone(shared, rx)
+                    pipeline::run_standalone(shared, storage, rx)
                 })
                 .map_err(|e| NodeError::Pipeline(e.to_string()))?
         };

@@ -15,11 +15,12 @@ use tokio::sync::mpsc;
 use zk_proto::data::ErrorCode;
 use zk_proto::jute::{ReplyPacket, Response, SyncResponse};
 use zk_proto::txn::TxnEntry;
-use zk_storage::db::DbError;
+use zk_storage::log::TxnLog;
 
 use crate::prep::{Prep, PrepInput, PrepOptions, SessionCheck};
 use crate::server::{Outbound, Shared};
 use crate::session::SessionTracker;
+use crate::snapshots::Snapshotter;
 
 /// At most this many requests are prepped and committed in one turn.
 pub const MAX_BATCH: usize = 1024;
@@ -81,23 +82,48 @@ enum Item {
     },
 }
 
-/// Runs the standalone pipeline until every submitter is dropped. An error is fatal: the
-/// log could not be written, so nothing more may be acknowledged.
-pub fn run_standalone(shared: Arc<Shared>, mut rx: mpsc::Receiver<WriteOp>) -> Result<(), DbError> {
+/// What the standalone pipeline owns besides the shared tree.
+pub struct StandaloneStorage<L> {
+    /// The txn log.
+    pub log: L,
+    /// Snapshot scheduling and purge.
+    pub snapshots: Snapshotter,
+    /// The epoch txns are written in.
+    pub epoch: i64,
+}
+
+/// Why the pipeline stopped: the log could not be written or the tree refused a txn, so
+/// nothing more may be acknowledged.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The txn log failed.
+    #[error(transparent)]
+    Log(#[from] zk_storage::log::LogError),
+    /// A txn out of order.
+    #[error(transparent)]
+    Order(#[from] crate::server::ApplyOrderError),
+}
+
+/// Runs the standalone pipeline until every submitter is dropped.
+pub fn run_standalone<L: TxnLog>(
+    shared: Arc<Shared>,
+    mut storage: StandaloneStorage<L>,
+    mut rx: mpsc::Receiver<WriteOp>,
+) -> Result<(), PipelineError> {
     let mut prep = Prep::new(PrepOptions {
         skip_acl: shared.config.skip_acl,
         ttl_enabled: shared.config.extended_types_enabled,
     });
-    let snap_count = shared.config.snap_count.max(2);
     let mut zxid = {
-        let db = shared.db();
-        let last = db.last_logged_zxid();
-        // A standalone server runs in the epoch after the newest one it has seen.
-        let epoch = zk_proto::zxid::epoch_of(last).max(db.current_epoch());
-        if zk_proto::zxid::epoch_of(last) == epoch && last > 0 {
+        let last = storage
+            .log
+            .last_zxid()?
+            .unwrap_or(0)
+            .max(shared.last_processed_zxid());
+        if zk_proto::zxid::epoch_of(last) == storage.epoch && last > 0 {
             last
         } else {
-            zk_proto::zxid::make(epoch, 0)
+            zk_proto::zxid::make(storage.epoch, 0)
         }
     };
     let mut buf = Vec::with_capacity(MAX_BATCH);
@@ -112,13 +138,13 @@ pub fn run_standalone(shared: Arc<Shared>, mut rx: mpsc::Receiver<WriteOp>) -> R
         // Prep the batch against the tree and the batch's own outstanding changes.
         let mut items = Vec::with_capacity(buf.len());
         {
-            let db = shared.db();
+            let tree = shared.tree();
             let mut sessions = Tracker(shared.sessions_mutex());
             for op in buf.drain(..) {
                 match op {
                     WriteOp::Prep(input) => {
                         zxid += 1;
-                        let entry = prep.prep(db.tree(), &mut sessions, &input, zxid, now_ms());
+                        let entry = prep.prep(&tree, &mut sessions, &input, zxid, now_ms());
                         items.push(Item::Txn(entry));
                     }
                     WriteOp::Sync {
@@ -133,7 +159,7 @@ pub fn run_standalone(shared: Arc<Shared>, mut rx: mpsc::Receiver<WriteOp>) -> R
                 }
             }
         }
-        // One group commit for the batch.
+        // One group commit for the batch; readers are not blocked by it.
         let encoded: Vec<(i64, Vec<u8>)> = items
             .iter()
             .filter_map(|i| match i {
@@ -144,25 +170,31 @@ pub fn run_standalone(shared: Arc<Shared>, mut rx: mpsc::Receiver<WriteOp>) -> R
         if !encoded.is_empty() {
             let refs: Vec<(i64, &[u8])> = encoded.iter().map(|(z, b)| (*z, b.as_slice())).collect();
             let started = Instant::now();
-            {
-                // Readers wait for the flush; the log keeps no lock-free flush path yet.
-                let mut db = shared.db_mut();
-                db.append(&refs)?;
-                db.sync()?;
-            }
+            storage.log.append_batch(&refs)?;
+            storage.log.sync()?;
             let us = started.elapsed().as_micros() as u64;
             shared.stats.log_flushes.fetch_add(1, Ordering::Relaxed);
             shared.stats.flush_total_us.fetch_add(us, Ordering::Relaxed);
         }
         // Apply in order and answer.
-        {
-            let mut db = shared.db_mut();
+        let applied = {
+            let mut tree = shared.tree_mut();
+            let mut applied = 0;
             for item in &items {
                 match item {
                     Item::Txn(entry) => {
-                        let outcome = db.apply(entry)?;
+                        let last = tree.last_processed_zxid();
+                        if !zk_storage::log::is_successor(last, entry.header.zxid) {
+                            return Err(crate::server::ApplyOrderError {
+                                applied: last,
+                                zxid: entry.header.zxid,
+                            }
+                            .into());
+                        }
+                        let outcome = tree.apply(entry);
+                        applied += 1;
                         shared.stats.txns_applied.fetch_add(1, Ordering::Relaxed);
-                        shared.after_apply(db.tree(), entry, &outcome);
+                        shared.after_apply(&tree, entry, &outcome);
                     }
                     Item::Sync {
                         session,
@@ -171,7 +203,7 @@ pub fn run_standalone(shared: Arc<Shared>, mut rx: mpsc::Receiver<WriteOp>) -> R
                     } => {
                         let reply = ReplyPacket::new(
                             *cxid,
-                            db.last_processed_zxid(),
+                            tree.last_processed_zxid(),
                             ErrorCode::Ok,
                             Response::Sync(SyncResponse { path: path.clone() }),
                         );
@@ -179,26 +211,13 @@ pub fn run_standalone(shared: Arc<Shared>, mut rx: mpsc::Receiver<WriteOp>) -> R
                     }
                 }
             }
-            prep.applied(db.last_processed_zxid());
-            if db.txns_since_snapshot() >= snap_count {
-                match db.begin_snapshot() {
-                    Ok(Some(z)) => {
-                        tracing::info!(zxid = format_args!("{z:#x}"), "snapshot started")
-                    }
-                    Ok(None) => {}
-                    Err(e) => tracing::warn!(error = %e, "could not start a snapshot"),
-                }
-            }
-            if let Some(done) = db.poll_snapshot() {
-                match done {
-                    Ok(info) => {
-                        tracing::info!(zxid = format_args!("{:#x}", info.zxid), "snapshot written")
-                    }
-                    Err(e) => tracing::warn!(error = %e, "snapshot failed"),
-                }
-            }
-        }
+            prep.applied(tree.last_processed_zxid());
+            applied
+        };
+        let tree = shared.tree();
+        storage.snapshots.applied(applied, &tree, &mut storage.log);
     }
+    storage.snapshots.finish(&mut storage.log);
     Ok(())
 }
 
@@ -237,7 +256,6 @@ pub async fn clean_containers(shared: Arc<Shared>, submitter: Submitter) {
         let max_per_minute = shared.config.container_max_per_minute.max(1) as u64;
         let per_run = (max_per_minute * every.as_millis() as u64 / 60_000).max(1) as usize;
         let candidates = shared
-            .db()
             .tree()
             .cleanup_candidates(now_ms(), every.as_millis() as i64);
         for path in candidates.into_iter().take(per_run) {

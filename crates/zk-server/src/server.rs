@@ -26,13 +26,24 @@ use zk_proto::jute::{
 };
 use zk_proto::txn::TxnEntry;
 use zk_proto::zxid::Zxid;
-use zk_storage::db::{DbError, ZkDatabase};
+use zk_storage::log::is_successor;
 use zk_storage::tree::{ApplyOutcome, DataTree};
 
 use crate::acl;
 use crate::config::Config;
 use crate::session::SessionTracker;
 use crate::watch::{SetWatches, WatchManager, WatchedEvent};
+
+/// A committed txn that does not follow the last applied one: a bug or corrupt storage;
+/// the node must stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("txn {zxid:#x} does not follow the last applied txn {applied:#x}")]
+pub struct ApplyOrderError {
+    /// The last applied zxid.
+    pub applied: Zxid,
+    /// The refused txn's zxid.
+    pub zxid: Zxid,
+}
 
 /// A client connection's id (unique in this process).
 pub type ConnId = u64;
@@ -157,7 +168,7 @@ pub struct Shared {
     pub started: Instant,
     /// Counters.
     pub stats: ServerStats,
-    db: RwLock<ZkDatabase>,
+    tree: RwLock<DataTree>,
     sessions: Mutex<SessionTracker>,
     watches: Mutex<WatchManager>,
     conns: Mutex<HashMap<i64, ConnHandle>>,
@@ -173,14 +184,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Shared {
     /// Wraps an opened database.
-    pub fn new(config: Arc<Config>, my_id: u64, db: ZkDatabase) -> Arc<Shared> {
+    pub fn new(config: Arc<Config>, my_id: u64, tree: DataTree) -> Arc<Shared> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
         let mut tracker = SessionTracker::new(my_id, config.tick_time_ms, now);
         // Sessions in the database live on until they expire or their clients return.
-        for (id, timeout) in db.tree().sessions() {
+        for (id, timeout) in tree.sessions() {
             tracker.track_session(id, timeout.max(0) as u32, now);
         }
         let stats = ServerStats::default();
@@ -191,7 +202,7 @@ impl Shared {
             started: Instant::now(),
             stats,
             sessions: Mutex::new(tracker),
-            db: RwLock::new(db),
+            tree: RwLock::new(tree),
             watches: Mutex::new(WatchManager::new()),
             conns: Mutex::new(HashMap::new()),
             role: watch::channel(Role::NotServing).0,
@@ -199,14 +210,14 @@ impl Shared {
         })
     }
 
-    /// Shared access to the database.
-    pub fn db(&self) -> RwLockReadGuard<'_, ZkDatabase> {
-        self.db.read().unwrap_or_else(|e| e.into_inner())
+    /// Shared access to the tree.
+    pub fn tree(&self) -> RwLockReadGuard<'_, DataTree> {
+        self.tree.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Exclusive access to the database.
-    pub fn db_mut(&self) -> RwLockWriteGuard<'_, ZkDatabase> {
-        self.db.write().unwrap_or_else(|e| e.into_inner())
+    /// Exclusive access to the tree.
+    pub fn tree_mut(&self) -> RwLockWriteGuard<'_, DataTree> {
+        self.tree.write().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The session tracker (authoritative on a standalone server and on the leader).
@@ -226,7 +237,7 @@ impl Shared {
 
     /// The last zxid applied to the tree.
     pub fn last_processed_zxid(&self) -> Zxid {
-        self.db().last_processed_zxid()
+        self.tree().last_processed_zxid()
     }
 
     /// The current role.
@@ -313,18 +324,24 @@ impl Shared {
 
     // -- applying committed txns --------------------------------------------------------
 
-    /// Applies committed txns in order: updates the tree, fires watches, answers the
-    /// clients connected here that sent them. Returns the outcomes.
-    pub fn apply_committed(&self, entries: &[TxnEntry]) -> Result<Vec<ApplyOutcome>, DbError> {
-        let mut db = self.db_mut();
-        let mut outcomes = Vec::with_capacity(entries.len());
+    /// Applies committed (and logged) txns in zxid order: updates the tree, fires
+    /// watches, answers the clients connected here that sent them. A txn that does not
+    /// follow the last applied one is refused before anything changes.
+    pub fn apply_committed(&self, entries: &[TxnEntry]) -> Result<(), ApplyOrderError> {
+        let mut tree = self.tree_mut();
         for entry in entries {
-            let outcome = db.apply(entry)?;
+            let applied = tree.last_processed_zxid();
+            if !is_successor(applied, entry.header.zxid) {
+                return Err(ApplyOrderError {
+                    applied,
+                    zxid: entry.header.zxid,
+                });
+            }
+            let outcome = tree.apply(entry);
             self.stats.txns_applied.fetch_add(1, Ordering::Relaxed);
-            self.after_apply(db.tree(), entry, &outcome);
-            outcomes.push(outcome);
+            self.after_apply(&tree, entry, &outcome);
         }
-        Ok(outcomes)
+        Ok(())
     }
 
     /// Fires the watches of one applied txn and answers its client; called with the `db`
@@ -383,10 +400,9 @@ impl Shared {
         request: &Request,
         events: &mut Vec<ReplyPacket>,
     ) -> ReplyPacket {
-        let db = self.db();
-        let tree = db.tree();
+        let tree = self.tree();
         let zxid = tree.last_processed_zxid();
-        let result = self.read_locked(tree, session, auth, request, events);
+        let result = self.read_locked(&tree, session, auth, request, events);
         match result {
             Ok(body) => ReplyPacket::new(xid, zxid, ErrorCode::Ok, body),
             Err(err) => ReplyPacket::new(xid, zxid, err, Response::Empty),
