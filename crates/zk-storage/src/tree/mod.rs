@@ -288,22 +288,41 @@ impl DataTree {
         acl: u32,
         stat: StatPersisted,
     ) -> Result<u32, ErrorCode> {
+        self.insert_node_under(path, data, acl, stat, None)
+    }
+
+    /// [`insert_node`](Self::insert_node) with the parent's id when the caller knows it.
+    fn insert_node_under(
+        &mut self,
+        path: Arc<str>,
+        data: Arc<[u8]>,
+        acl: u32,
+        stat: StatPersisted,
+        parent_hint: Option<u32>,
+    ) -> Result<u32, ErrorCode> {
+        let parent = match (parent_hint, split_parent(&path)) {
+            (Some(parent), _) => parent,
+            (None, Some((parent_path, _))) => self.lookup(parent_path).ok_or(ErrorCode::NoNode)?,
+            (None, None) if self.arena.live() == 0 => NIL,
+            (None, None) => return Err(ErrorCode::NodeExists),
+        };
         let h = self.path_hash(&path);
-        if self.lookup_hashed(&path, h).is_some() {
-            return Err(ErrorCode::NodeExists);
-        }
-        let parent = match split_parent(&path) {
-            Some((parent_path, _)) => self.lookup(parent_path).ok_or(ErrorCode::NoNode)?,
-            None if self.arena.live() == 0 => NIL,
-            None => return Err(ErrorCode::NodeExists),
+        let arena = &self.arena;
+        let vacant = match self.index.entry(
+            table_hash(h),
+            |e| e.hash == h && arena.slot(e.id).path.as_deref() == Some(&*path),
+            |e| table_hash(e.hash),
+        ) {
+            hashbrown::hash_table::Entry::Occupied(_) => return Err(ErrorCode::NodeExists),
+            hashbrown::hash_table::Entry::Vacant(v) => v,
         };
         let next = if parent == NIL {
             NIL
         } else {
             self.arena.slot(parent).first_child
         };
-        self.data_size += (path.len() + data.len()) as u64;
         let owner = stat.ephemeral_owner;
+        let data_len = data.len();
         let slot = Slot {
             path: Some(path.clone()),
             data,
@@ -316,6 +335,8 @@ impl DataTree {
             num_children: 0,
         };
         let id = self.arena.alloc(slot).ok_or(ErrorCode::SystemError)?;
+        vacant.insert(IndexEntry { id, hash: h });
+        self.data_size += (path.len() + data_len) as u64;
         if next != NIL {
             self.arena.slot_mut(next).prev = id;
         }
@@ -324,10 +345,6 @@ impl DataTree {
             p.first_child = id;
             p.num_children += 1;
         }
-        self.index
-            .insert_unique(table_hash(h), IndexEntry { id, hash: h }, |e| {
-                table_hash(e.hash)
-            });
         self.journal_push(undo::Undo::Created(path.clone()));
         if let Some((target, QUOTA_LIMIT_NODE)) = quota::quota_target(&path) {
             self.quotas.insert(Arc::from(target));

@@ -57,9 +57,18 @@ pub fn validate_path(path: &str) -> Result<(), InvalidPath> {
     if bytes.last() == Some(&b'/') {
         return Err(InvalidPath::TrailingSlash);
     }
-    // Walk UTF-16 code units like Java's char[]; keep the two previous units and peek
-    // at the next one for the `.`/`..` segment rules.
-    let mut units = path.encode_utf16().peekable();
+    // Walk UTF-16 code units like Java's char[] (for ASCII, the bytes).
+    if path.is_ascii() {
+        check_units(path.bytes().map(u16::from))
+    } else {
+        check_units(path.encode_utf16())
+    }
+}
+
+/// The per-character rules after the leading `/`; keeps the two previous units and peeks
+/// at the next one for the `.`/`..` segment rules.
+fn check_units(units: impl Iterator<Item = u16>) -> Result<(), InvalidPath> {
+    let mut units = units.peekable();
     let mut before_last: u16 = 0;
     let mut last: u16 = u16::from(b'/');
     units.next(); // the leading '/'

@@ -41,6 +41,9 @@ const MAX_ACL_STR_LEN: u32 = 1 << 16;
 /// At most this many elements are reserved up front from a count read from the input;
 /// beyond it collections grow with the data actually read.
 const RESERVE_CAP: usize = 1 << 16;
+/// At most this many index entries (8 bytes each) are reserved from the node count
+/// before any node has been read.
+const INDEX_RESERVE_CAP: usize = 1 << 22;
 /// Variable-length fields are read in steps of this size.
 const READ_STEP: usize = 1 << 16;
 
@@ -417,10 +420,13 @@ impl DataTree {
         }
 
         tree.index
-            .reserve((node_count as usize).min(RESERVE_CAP), |e| {
+            .reserve((node_count as usize).min(INDEX_RESERVE_CAP), |e| {
                 super::table_hash(e.hash)
             });
         let mut scratch = Vec::new();
+        // Nodes come depth-first: the ancestors of the next node are on this stack, so
+        // its parent is found without a hash lookup (other orders fall back to one).
+        let mut ancestors: Vec<u32> = Vec::new();
         for n in 0..node_count {
             let header: [u8; NODE_HEADER_LEN] = r.array()?;
             let path_len = le_u32(&header, 0);
@@ -477,8 +483,20 @@ impl DataTree {
             };
             r.bytes_into(data_len as usize, &mut scratch)?;
             let data = tree.shared_data(&scratch);
-            match tree.insert_node(path.clone(), data, acl, stat) {
-                Ok(_) => tree.acls.add_ref(acl),
+            let parent_path = super::split_parent(&path).map(|(p, _)| p);
+            let mut parent = None;
+            while let Some(&top) = ancestors.last() {
+                if tree.arena.slot(top).path.as_deref() == parent_path {
+                    parent = Some(top);
+                    break;
+                }
+                ancestors.pop();
+            }
+            match tree.insert_node_under(path.clone(), data, acl, stat, parent) {
+                Ok(id) => {
+                    tree.acls.add_ref(acl);
+                    ancestors.push(id);
+                }
                 Err(zk_proto::data::ErrorCode::NodeExists) => {
                     return Err(TreeSnapshotError::Duplicate(path.to_string()));
                 }
