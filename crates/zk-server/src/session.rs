@@ -287,15 +287,22 @@ impl SessionTracker {
         self.buckets.keys().next().copied()
     }
 
-    /// Marks a session closing (a closeSession is in flight); true if it is tracked.
+    /// Marks a session closing (a closeSession is in flight); true if it is tracked. It
+    /// leaves the expiry queue, so [`Self::expired`] never reports it again (ZooKeeper
+    /// would, and submit a second close).
     pub fn set_closing(&mut self, id: SessionId) -> bool {
-        match self.sessions.get_mut(&id) {
-            Some(s) => {
-                s.closing = true;
-                true
+        let Some(s) = self.sessions.get_mut(&id) else {
+            return false;
+        };
+        s.closing = true;
+        let at = std::mem::take(&mut s.expires_at_ms);
+        if let Some(set) = self.buckets.get_mut(&at) {
+            set.remove(&id);
+            if set.is_empty() {
+                self.buckets.remove(&at);
             }
-            None => false,
         }
+        true
     }
 
     /// Forgets a session (its closeSession committed).
@@ -585,6 +592,94 @@ mod tests {
             SessionError::UnknownSession.code(),
             ErrorCode::UnknownSession
         );
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Create(u32),
+        Touch(usize, u32),
+        Advance(u64),
+        Expire,
+        Remove(usize),
+        Close(usize),
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (0u32..20_000).prop_map(Op::Create),
+            (0usize..16, 0u32..20_000).prop_map(|(i, t)| Op::Touch(i, t)),
+            (0u64..5_000).prop_map(Op::Advance),
+            Just(Op::Expire),
+            (0usize..16).prop_map(Op::Remove),
+            (0usize..16).prop_map(Op::Close),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Against a plain model: a session expires at the first tick multiple strictly
+        /// after its last touch plus timeout, once, and only while not closing.
+        #[test]
+        fn expiry_matches_a_model(tick in 1u32..3000, ops in proptest::collection::vec(op(), 1..80)) {
+            let mut t = SessionTracker::new(2, tick, 0);
+            let tick = u64::from(tick);
+            let mut now = 0u64;
+            let mut ids: Vec<SessionId> = Vec::new();
+            // id -> (deadline bucket, closing)
+            let mut model: HashMap<SessionId, (u64, bool)> = HashMap::new();
+            for op in ops {
+                match op {
+                    Op::Create(timeout) => {
+                        let id = t.create_session(timeout, now);
+                        ids.push(id);
+                        model.insert(id, (((now + u64::from(timeout)) / tick + 1) * tick, false));
+                    }
+                    Op::Touch(i, timeout) => {
+                        let Some(&id) = ids.get(i) else { continue };
+                        let ok = t.touch(id, timeout, now);
+                        let want = matches!(model.get(&id), Some((_, false)));
+                        proptest::prop_assert_eq!(ok, want);
+                        if want {
+                            model.insert(id, (((now + u64::from(timeout)) / tick + 1) * tick, false));
+                        }
+                    }
+                    Op::Advance(ms) => now += ms,
+                    Op::Expire => {
+                        let got = t.expired(now);
+                        let mut want: Vec<SessionId> = model
+                            .iter()
+                            .filter(|(_, (at, closing))| !closing && *at <= now)
+                            .map(|(id, _)| *id)
+                            .collect();
+                        want.sort_unstable();
+                        proptest::prop_assert_eq!(&got, &want);
+                        for id in got {
+                            model.get_mut(&id).unwrap().1 = true;
+                        }
+                    }
+                    Op::Remove(i) => {
+                        let Some(&id) = ids.get(i) else { continue };
+                        proptest::prop_assert_eq!(t.remove_session(id).is_some(), model.remove(&id).is_some());
+                    }
+                    Op::Close(i) => {
+                        let Some(&id) = ids.get(i) else { continue };
+                        proptest::prop_assert_eq!(t.set_closing(id), model.contains_key(&id));
+                        if let Some(m) = model.get_mut(&id) {
+                            m.1 = true;
+                        }
+                    }
+                }
+                proptest::prop_assert_eq!(t.len(), model.len());
+                let queued: usize = t.expiry_map().values().map(BTreeSet::len).sum();
+                let live = model.values().filter(|(_, closing)| !closing).count();
+                proptest::prop_assert_eq!(queued, live);
+                if let Some(next) = t.next_expiration_ms() {
+                    let min = model.values().filter(|(_, c)| !c).map(|(at, _)| *at).min();
+                    proptest::prop_assert_eq!(Some(next), min);
+                }
+                proptest::prop_assert!(t.expiry_map().values().all(|s| !s.is_empty()));
+            }
+        }
     }
 
     #[test]
