@@ -262,10 +262,9 @@ impl DataTree {
                     Some(stat)
                 }),
             Txn::SetAcl { path, acl, version } => self.set_acl(path, acl, *version).map(Some),
-            Txn::Check { .. } | Txn::Error { .. } => match txn {
-                Txn::Error { err } => Err(*err),
-                _ => Ok(None),
-            },
+            // The version was checked by the leader; applying a check changes nothing.
+            Txn::Check { .. } => Ok(None),
+            Txn::Error { err } => Err(*err),
             Txn::CreateSession { timeout_ms } => {
                 self.set_session(h.client_id, Some(*timeout_ms));
                 Ok(None)
@@ -365,11 +364,12 @@ impl DataTree {
         }
         let acl = self.acls.intern(acl);
         let data = self.shared_data(data);
-        match self.insert_node(
+        match self.insert_node_under(
             Arc::from(path),
             data,
             acl,
             StatPersisted::created(zxid, time, owner),
+            Some(parent),
         ) {
             Ok(id) => Ok(client_stat(self.arena.slot(id))),
             Err(e) => {
