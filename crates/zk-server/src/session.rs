@@ -419,8 +419,8 @@ mod tests {
         assert_eq!(JavaRandom::new(42).next_long(), -5_025_562_857_975_149_833);
     }
 
-    /// Reference passwords from `new Random(id ^ 0xB3415C00L).nextBytes(new byte[16])`
-    /// run on OpenJDK 17, i.e. `ZooKeeperServer.generatePasswd`.
+    /// Reference passwords from `ZooKeeperServer.generatePasswd` of ZooKeeper 3.8.0 (called
+    /// through reflection on OpenJDK 17).
     #[test]
     fn passwords_match_zookeeper() {
         for (id, want) in [
