@@ -29,7 +29,22 @@
 //! Layout: nodes live in slots of 256-slot chunks behind `Arc` (copy on write), found by
 //! path through a hash table of slot ids; children are linked lists through the slots, so
 //! a node costs one slot, its path (shared by every set that names it) and its data.
-//! [`DataTree::snapshot_view`] clones the chunk pointers only.
+//! [`DataTree::snapshot_view`] clones the chunk pointers only, and so does `clone`
+//! (plus the index).
+//!
+//! Where this tree differs from ZooKeeper's, on purpose:
+//! * [`DataTree::children`] is sorted (ZooKeeper returns its `HashSet` order).
+//! * A multi is atomic even if a member fails at apply time (see [`DataTree::apply`]);
+//!   ZooKeeper keeps the members applied before the failure.
+//! * A delete of a node with children is refused (`NotEmpty`) and so is a create under an
+//!   ephemeral (`NoChildrenForEphemerals`): ZooKeeper's `PrepRequestProcessor` checks
+//!   both, its `DataTree` does not, and an orphan would corrupt the tree.
+//! * After a create fails with `NodeExists`, the parent's cversion/pzxid are raised for
+//!   every create op code (ZooKeeper 3.8 does it for create (1) only).
+//! * Extended ephemeral types are always on: an `ephemeralOwner` whose top byte is 0xff is
+//!   a TTL node, so session ids must not start with 0xff (server ids up to 254).
+//! * [`DataTree::node_count`] counts the root once; ZooKeeper's `zk_znode_count` is one
+//!   more.
 
 mod acl;
 mod apply;
