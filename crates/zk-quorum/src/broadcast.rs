@@ -45,6 +45,15 @@ impl Outstanding {
         }
     }
 
+    /// Forgets every ack of `sid`: it reconnected and its sync may truncate what it acked
+    /// (a TRUNC to the last committed zxid drops its uncommitted tail), so those acks no
+    /// longer stand for durable copies. It acks again once it has re-logged them.
+    pub(crate) fn forget(&mut self, sid: ServerId) {
+        for p in self.proposals.iter_mut() {
+            p.acks.remove(&sid);
+        }
+    }
+
     /// Removes and returns the proposals that can commit: strictly in order, each with a
     /// quorum of acks.
     pub(crate) fn take_committable(&mut self, ensemble: &Ensemble) -> Vec<Txn> {

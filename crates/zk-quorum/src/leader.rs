@@ -389,6 +389,7 @@ impl Leader {
             self.drop_learner(from, ZabError::UnknownPeer(from), out);
             return;
         }
+        self.outstanding.forget(from);
         if self.learners.remove(&from).is_some() {
             debug!(
                 sid = self.id,

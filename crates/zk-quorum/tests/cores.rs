@@ -1050,3 +1050,55 @@ fn the_leader_refuses_proposals_beyond_max_outstanding() {
     }
     assert_eq!(leader.propose(Bytes::new()), Err(ZabError::Busy(cfg_max)));
 }
+
+/// A learner that reconnects may be truncated by its new sync (TRUNC to the last
+/// committed zxid), so the acks it sent before no longer count: found by the simulation
+/// (a txn committed with such an ack was lost when that learner was elected next).
+#[test]
+fn acks_sent_before_a_learner_reconnects_do_not_count() {
+    let mut leader = established_leader();
+    let (z1, _) = leader.propose(Bytes::from_static(b"a")).unwrap();
+    assert!(leader.step(msg(2, Packet::Ack { zxid: z1 })).is_empty());
+    // Follower 2 restarts and reconnects before the leader's own flush.
+    assert_eq!(
+        leader.step(msg(2, info(2, 1, z1))),
+        vec![send(2, Packet::LeaderInfo { new_epoch: 1 })]
+    );
+    assert!(
+        leader.step(Input::Persisted { zxid: z1 }).is_empty(),
+        "the old ack must not complete a quorum"
+    );
+    // It syncs (TRUNC to the committed point, then the proposal again) and acks anew.
+    let out = leader.step(msg(
+        2,
+        Packet::AckEpoch {
+            current_epoch: -1,
+            last_zxid: z1,
+        },
+    ));
+    assert_eq!(
+        &out[1..],
+        &[
+            send(2, Packet::Trunc { zxid: 0 }),
+            send(2, Packet::Proposal(Txn::new(z1, &b"a"[..]))),
+            send(
+                2,
+                Packet::NewLeader {
+                    zxid: make(1, 0),
+                    config: Bytes::new()
+                }
+            ),
+        ]
+    );
+    assert_eq!(
+        leader.step(msg(2, Packet::Ack { zxid: make(1, 0) })),
+        vec![send(2, Packet::UpToDate)]
+    );
+    assert_eq!(
+        leader.step(msg(2, Packet::Ack { zxid: z1 })),
+        vec![
+            send(2, Packet::Commit { zxid: z1 }),
+            Command::Apply { up_to: z1 }
+        ]
+    );
+}

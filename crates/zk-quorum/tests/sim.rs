@@ -216,6 +216,7 @@ struct Stats {
     broken_streams: u64,
     truncated_dead: u64,
     old_leaders_rejoined: u64,
+    bad_elections: u64,
 }
 
 impl Stats {
@@ -233,6 +234,7 @@ impl Stats {
         self.broken_streams += o.broken_streams;
         self.truncated_dead += o.truncated_dead;
         self.old_leaders_rejoined += o.old_leaders_rejoined;
+        self.bad_elections += o.bad_elections;
     }
 }
 
@@ -257,6 +259,7 @@ struct Sim {
     next_data: u64,
     stats: Stats,
     chunk_bytes: usize,
+    bad_election_percent: u64,
     trace: bool,
 }
 
@@ -318,6 +321,7 @@ impl Sim {
             next_data: 0,
             stats: Stats::default(),
             chunk_bytes,
+            bad_election_percent: 10,
             trace: std::env::var("ZAB_TRACE").is_ok(),
         }
     }
@@ -863,7 +867,7 @@ impl Sim {
             }
             group = smaller;
         }
-        let leader = group
+        let best = group
             .iter()
             .copied()
             .max_by_key(|&m| {
@@ -871,6 +875,14 @@ impl Sim {
                 (node.current_epoch, node.last_logged(), m)
             })
             .ok_or("empty group")?;
+        // Now and then a worse election (as after lost notifications): the leader must then
+        // refuse to lead when a follower proves it is ahead, and stay safe otherwise.
+        let leader = if self.rng.chance(self.bad_election_percent) {
+            self.stats.bad_elections += 1;
+            self.rng.pick(&group).ok_or("empty group")?
+        } else {
+            best
+        };
         self.lead(leader)?;
         for m in group {
             if m != leader && matches!(self.nodes[&leader].role, Role::Leading(_)) {
