@@ -59,6 +59,18 @@ enum Command {
     },
 }
 
+/// Binds a node on its configured TCP address and runs its first election: the
+/// one-call form. Keep the returned handle: it keeps answering LOOKING peers with the
+/// decision, and its [`ElectionHandle::run`] starts the next election.
+pub async fn run(
+    config: NodeConfig,
+    inputs: ElectionInputs,
+) -> Result<(ElectionHandle, Decision), ElectionError> {
+    let handle = ElectionNode::bind(config).await?;
+    let decision = handle.run(inputs).await?;
+    Ok((handle, decision))
+}
+
 /// Starts election nodes.
 pub struct ElectionNode;
 
