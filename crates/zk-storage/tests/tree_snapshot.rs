@@ -427,3 +427,21 @@ fn views_and_trees_can_move_between_threads() {
         }
     }
 }
+
+#[test]
+fn large_data_round_trips() {
+    let mut b = Builder {
+        tree: DataTree::new(),
+        zxid: 0x7_0000_0000,
+    };
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let long_name = format!("/{}", "n".repeat(70_000));
+    b.create("/big", &big, Acl::open_unsafe(), 0);
+    b.create(&long_name, b"x", Acl::open_unsafe(), 0);
+    let bytes = snapshot_bytes(&b.tree);
+    let restored = read(&bytes).unwrap();
+    assert_same(&b.tree, &restored);
+    assert_eq!(restored.get("/big").unwrap().data(), &big[..]);
+    assert_eq!(restored.stat("/big").unwrap().data_length, 300_000);
+    assert!(restored.exists(&long_name));
+}
