@@ -164,8 +164,47 @@ fn report() {
     drop(view);
 }
 
+/// One directory with 1M children: memory, and the cost of a sorted getChildren on it.
+fn report_flat() {
+    let n = DIRS * PER_DIR;
+    let before = ALLOC.allocated();
+    let mut tree = DataTree::new();
+    for i in 0..=n {
+        let path = if i == 0 {
+            "/flat".to_string()
+        } else {
+            format!("/flat/node-{i:010}")
+        };
+        let out = tree.apply(&entry(
+            0x3_0000_0000 + i as i64,
+            OpCode::Create,
+            Txn::Create {
+                path,
+                data: if i == 0 {
+                    Vec::new()
+                } else {
+                    vec![b'f'; DATA_LEN]
+                },
+                acl: Acl::open_unsafe(),
+                ephemeral: false,
+                parent_cversion: -1,
+            },
+        ));
+        assert!(out.is_ok());
+    }
+    let bytes = ALLOC.allocated().saturating_sub(before) as f64;
+    let t = Instant::now();
+    let children = tree.children("/flat").map_or(0, |c| c.len());
+    println!(
+        "flat: {n} children of one node: {:.1} B per znode beyond its data; sorted getChildren of {children} names {:.1} ms",
+        bytes / n as f64 - DATA_LEN as f64,
+        t.elapsed().as_secs_f64() * 1e3
+    );
+}
+
 fn main() {
     report();
+    report_flat();
     // Build the shared trees before divan starts timing.
     LazyLock::force(&BIG);
     LazyLock::force(&BIG_SNAPSHOT);
