@@ -1,7 +1,5 @@
 //! Typed errors of the election crate.
 
-use crate::vote::Sid;
-
 /// A peer message that could not be turned into one of our types.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
@@ -36,9 +34,9 @@ pub enum ElectionError {
     /// The election task has stopped (shut down, or it panicked).
     #[error("the election node has stopped")]
     Stopped,
-    /// A sid that is not part of the configuration.
-    #[error("unknown sid {0}")]
-    UnknownSid(Sid),
+    /// Another `run` started a new election before this one decided.
+    #[error("superseded by a newer election")]
+    Superseded,
 }
 
 /// An internal invariant of the election core does not hold (a bug, never bad input).

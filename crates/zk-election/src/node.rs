@@ -51,7 +51,7 @@ pub struct NodeStatus {
 enum Command {
     Run {
         inputs: ElectionInputs,
-        reply: oneshot::Sender<Decision>,
+        reply: oneshot::Sender<Result<Decision, ElectionError>>,
     },
     SetEstablished {
         vote: Vote,
@@ -214,13 +214,15 @@ impl ElectionHandle {
 
     /// Runs one election (ZooKeeper's `lookForLeader`) and returns when this node has
     /// decided. Call it each time the node becomes LOOKING; the transport is reused.
+    /// A second `run` while one is pending starts a new round, and the first returns
+    /// [`ElectionError::Superseded`].
     pub async fn run(&self, inputs: ElectionInputs) -> Result<Decision, ElectionError> {
         let (reply, rx) = oneshot::channel();
         self.cmd
             .send(Command::Run { inputs, reply })
             .await
             .map_err(|_| ElectionError::Stopped)?;
-        rx.await.map_err(|_| ElectionError::Stopped)
+        rx.await.map_err(|_| ElectionError::Stopped)?
     }
 
     /// Sets the node's established vote and state after the decision (e.g. when the
@@ -271,7 +273,7 @@ async fn actor(
 ) {
     let origin = Instant::now();
     let now_ms = move || u64::try_from(origin.elapsed().as_millis()).unwrap_or(u64::MAX);
-    let mut pending: Option<oneshot::Sender<Decision>> = None;
+    let mut pending: Option<oneshot::Sender<Result<Decision, ElectionError>>> = None;
     loop {
         let deadline = core
             .next_deadline_ms()
@@ -280,7 +282,9 @@ async fn actor(
             cmd = cmds.recv() => match cmd {
                 None => return,
                 Some(Command::Run { inputs, reply }) => {
-                    pending = Some(reply);
+                    if let Some(old) = pending.replace(reply) {
+                        let _ = old.send(Err(ElectionError::Superseded));
+                    }
                     core.start_election(now_ms(), inputs.last_logged_zxid, inputs.current_epoch)
                 }
                 Some(Command::SetEstablished { vote, state }) => {
@@ -318,7 +322,7 @@ async fn actor(
                 Output::Send { to, notification } => shared.send(to, notification),
                 Output::Decided(d) => {
                     if let Some(reply) = pending.take() {
-                        let _ = reply.send(d);
+                        let _ = reply.send(Ok(d));
                     }
                 }
             }
