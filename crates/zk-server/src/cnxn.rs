@@ -164,7 +164,7 @@ pub async fn handle(
         remote,
         tx,
     };
-    let now = now_ms();
+    let now = shared.now_ms();
 
     let session = if connect.session_id == 0 {
         let session = shared.sessions().create_session(timeout_ms, now);
@@ -241,13 +241,6 @@ pub async fn handle(
 async fn flush(framed: &mut Conn) -> Result<(), CnxnError> {
     SinkExt::<&ReplyPacket>::flush(framed).await?;
     Ok(())
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// A request waiting for its turn to be answered.
@@ -340,7 +333,7 @@ impl Session {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.shared
             .sessions()
-            .touch(self.session, self.timeout_ms, now_ms());
+            .touch(self.session, self.timeout_ms, self.shared.now_ms());
         let xid = packet.xid;
         let at = Instant::now();
         match packet.request {

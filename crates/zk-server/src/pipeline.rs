@@ -45,7 +45,7 @@ pub enum WriteOp {
 pub type Submitter = mpsc::Sender<WriteOp>;
 
 /// The leader-side session checks of the prep stage, on the shared tracker.
-struct Tracker<'a>(&'a std::sync::Mutex<SessionTracker>);
+struct Tracker<'a>(&'a std::sync::Mutex<SessionTracker>, u64);
 
 impl SessionCheck for Tracker<'_> {
     fn check_session(&mut self, session: i64) -> Result<(), ErrorCode> {
@@ -57,7 +57,7 @@ impl SessionCheck for Tracker<'_> {
     }
     fn track_session(&mut self, session: i64, timeout_ms: i32) {
         let mut t = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        t.track_session(session, timeout_ms.max(0) as u32, now_ms() as u64);
+        t.track_session(session, timeout_ms.max(0) as u32, self.1);
     }
     fn set_closing(&mut self, session: i64) {
         let mut t = self.0.lock().unwrap_or_else(|e| e.into_inner());
@@ -139,7 +139,7 @@ pub fn run_standalone<L: TxnLog>(
         let mut items = Vec::with_capacity(buf.len());
         {
             let tree = shared.tree();
-            let mut sessions = Tracker(shared.sessions_mutex());
+            let mut sessions = Tracker(shared.sessions_mutex(), shared.now_ms());
             for op in buf.drain(..) {
                 match op {
                     WriteOp::Prep(input) => {
@@ -228,7 +228,8 @@ pub async fn expire_sessions(shared: Arc<Shared>, submitter: Submitter) {
     let mut interval = tokio::time::interval(tick);
     loop {
         interval.tick().await;
-        let expired = shared.sessions().expired(now_ms() as u64);
+        let now = shared.now_ms();
+        let expired = shared.sessions().expired(now);
         for session in expired {
             tracing::info!(session = format_args!("{session:#x}"), "session expired");
             shared.send_to(

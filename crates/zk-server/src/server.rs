@@ -166,6 +166,8 @@ pub struct Shared {
     pub my_id: u64,
     /// When the process started.
     pub started: Instant,
+    /// Wall-clock ms at start.
+    started_wall_ms: u64,
     /// Counters.
     pub stats: ServerStats,
     tree: RwLock<DataTree>,
@@ -200,6 +202,7 @@ impl Shared {
             config,
             my_id,
             started: Instant::now(),
+            started_wall_ms: now,
             stats,
             sessions: Mutex::new(tracker),
             tree: RwLock::new(tree),
@@ -253,6 +256,12 @@ impl Shared {
     /// A receiver of role changes.
     pub fn watch_role(&self) -> watch::Receiver<Role> {
         self.role.subscribe()
+    }
+
+    /// Milliseconds on a clock that never jumps (the session tracker's time): the wall
+    /// clock at start plus the monotonic time since.
+    pub fn now_ms(&self) -> u64 {
+        self.started_wall_ms + self.started.elapsed().as_millis() as u64
     }
 
     /// A fresh connection id.
@@ -359,6 +368,7 @@ impl Shared {
         let session = entry.header.client_id;
         if entry.header.op == OpCode::CloseSession {
             watches.remove_session(session);
+            self.sessions().remove_session(session);
         }
         let Some(h) = conns.get(&session) else {
             return;
