@@ -726,7 +726,7 @@ fn truncate_torn_tail(log: &mut SledTxnLog) -> Result<Option<Zxid>, DbError> {
                 %reason,
                 "the last txn log record is torn; removing it"
             );
-            log.truncate_after(last - 1)?;
+            log.truncate_after(last.saturating_sub(1))?;
             Ok(Some(last))
         }
         Err(e) => Err(e.into()),

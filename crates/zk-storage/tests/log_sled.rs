@@ -142,6 +142,24 @@ fn a_foreign_key_is_a_format_error() -> Result<()> {
     }
     let err = SledTxnLog::open(&path, options()).expect_err("a 5-byte key is not a zxid");
     assert!(matches!(err, LogError::Format { .. }), "{err}");
+    // Negative and zero zxids are refused too.
+    for bad in [-1i64, 0, i64::MIN] {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("log");
+        {
+            let mut log = SledTxnLog::open(&path, options())?;
+            log.append(5, b"ok")?;
+            log.sync()?;
+        }
+        {
+            let db = open_sled(&path)?;
+            let tree = db.open_tree(zk_storage::log::SLED_RECORDS_TREE)?;
+            tree.insert(bad.to_be_bytes(), b"x".to_vec())?;
+            db.flush()?;
+        }
+        let err = SledTxnLog::open(&path, options()).expect_err("not a txn zxid");
+        assert!(matches!(err, LogError::Format { .. }), "{bad}: {err}");
+    }
     Ok(())
 }
 

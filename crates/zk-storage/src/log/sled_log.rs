@@ -151,6 +151,16 @@ impl SledTxnLog {
             crate::fsio::sync_dir(parent).map_err(dir_err)?;
         }
         log.last = log.read_last_key()?;
+        // Keys sort as unsigned bytes, so a negative zxid would sort last and zero first:
+        // checking both ends shows every key is a positive zxid.
+        for end in [log.first_zxid()?, log.last] {
+            if let Some(zxid) = end.filter(|z| *z <= 0) {
+                return Err(LogError::Format {
+                    location: log.location(),
+                    reason: format!("key {zxid:#x} is not a valid txn zxid"),
+                });
+            }
+        }
         log.durable = log.last;
         Ok(log)
     }
