@@ -10,8 +10,9 @@
 //! one global sequence); txns dropped by TRUNC that the leader does not have are never
 //! applied.
 //!
-//! `ZAB_SEED=N cargo test -p zk-quorum --test sim` replays one schedule (with logs on
-//! stderr when `RUST_LOG` is set); `ZAB_SCHEDULES=N` changes how many run.
+//! `ZAB_SEED=N cargo test -p zk-quorum --test sim -- --exact NAME` replays one schedule
+//! (`ZAB_TRACE=1` prints every input and command, `RUST_LOG` enables the cores' logs);
+//! `ZAB_SCHEDULES=N` and `ZAB_STEPS=N` change how many schedules run and how long each is.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -1093,6 +1094,10 @@ fn run_many(
     observers: u64,
     steps: usize,
 ) -> Stats {
+    let steps = std::env::var("ZAB_STEPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(steps);
     if let Ok(s) = std::env::var("ZAB_SEED") {
         let seed: u64 = s.parse().expect("ZAB_SEED must be a number");
         if std::env::var("RUST_LOG").is_ok() {
@@ -1137,7 +1142,7 @@ fn run_many(
             eprintln!("{name}: FAILED {f}");
         }
         panic!(
-            "{name}: {} of {count} schedules failed; replay one with ZAB_SEED=N cargo test -p zk-quorum --test sim {name}",
+            "{name}: {} of {count} schedules failed; replay one with ZAB_SEED=N cargo test -p zk-quorum --test sim -- --exact {name}",
             failed.len()
         );
     }
@@ -1145,7 +1150,10 @@ fn run_many(
 }
 
 fn assert_exercised(name: &str, s: &Stats) {
-    if std::env::var("ZAB_SEED").is_ok() || std::env::var("ZAB_SCHEDULES").is_ok() {
+    if ["ZAB_SEED", "ZAB_SCHEDULES", "ZAB_STEPS"]
+        .iter()
+        .any(|v| std::env::var(v).is_ok())
+    {
         return;
     }
     assert!(
