@@ -121,10 +121,10 @@ impl TxnLog for MemTxnLog {
     }
 
     fn truncate_after(&mut self, zxid: Zxid) -> Result<u64, LogError> {
-        let removed = if zxid < 0 {
-            std::mem::take(&mut self.records)
-        } else {
-            self.records.split_off(&zxid.saturating_add(1))
+        let removed = match zxid.checked_add(1) {
+            _ if zxid < 0 => std::mem::take(&mut self.records),
+            Some(first_removed) => self.records.split_off(&first_removed),
+            None => BTreeMap::new(),
         };
         self.sync()?;
         Ok(removed.len() as u64)

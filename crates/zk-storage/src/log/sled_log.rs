@@ -370,10 +370,11 @@ impl TxnLog for SledTxnLog {
     }
 
     fn truncate_after(&mut self, zxid: Zxid) -> Result<u64, LogError> {
-        let iter = if zxid < 0 {
-            self.records.iter()
-        } else {
-            self.records.range(key_of(zxid.saturating_add(1))..)
+        let iter = match zxid.checked_add(1) {
+            _ if zxid < 0 => self.records.iter(),
+            Some(first_removed) => self.records.range(key_of(first_removed)..),
+            // Nothing is after i64::MAX: remove nothing, but stay durable like the others.
+            None => self.records.range(key_of(Zxid::MAX)..key_of(Zxid::MAX)),
         };
         self.remove_all(iter)
     }

@@ -262,6 +262,15 @@ fn truncate_after<L: TxnLog>(log: &mut L) -> Result<(), LogError> {
         log.truncate_after(10)? == 0,
         "truncating past the end removes nothing"
     );
+    log.append(Zxid::MAX, b"last possible")?;
+    check!(
+        log.truncate_after(Zxid::MAX)? == 0,
+        "nothing is after the largest zxid"
+    );
+    check!(
+        log.last_zxid()? == Some(Zxid::MAX),
+        "the largest zxid stays"
+    );
     Ok(())
 }
 
