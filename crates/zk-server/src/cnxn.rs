@@ -189,7 +189,7 @@ pub async fn handle(
     } else {
         let session = connect.session_id;
         let valid = session::check_password(session, &connect.passwd)
-            && shared.sessions().touch(session, timeout_ms, now);
+            && shared.revalidate(session, timeout_ms).await;
         if !valid {
             // ZooKeeper answers an expired or unknown session (or a wrong password) with
             // a zero timeout, session and password, then closes.
@@ -331,9 +331,7 @@ impl Session {
         stats
             .packets_received
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.shared
-            .sessions()
-            .touch(self.session, self.timeout_ms, self.shared.now_ms());
+        self.shared.touch_session(self.session, self.timeout_ms);
         let xid = packet.xid;
         let at = Instant::now();
         match packet.request {

@@ -9,7 +9,7 @@
 //! events are queued on its connection before the apply releases the lock, so any later
 //! read of that client is answered after the event (ZooKeeper's ordering guarantee).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -176,6 +176,32 @@ pub struct Shared {
     conns: Mutex<HashMap<i64, ConnHandle>>,
     role: watch::Sender<Role>,
     next_conn_id: AtomicU64,
+    /// Client syncs waiting for the tree to reach a zxid, oldest first.
+    pending_syncs: Mutex<VecDeque<PendingSync>>,
+    /// On a learner: sessions touched since the last report to the leader.
+    touched: Mutex<Option<HashMap<i64, u32>>>,
+    /// On a learner: where session revalidations go (to the leader).
+    revalidator: Mutex<Option<mpsc::Sender<Revalidation>>>,
+}
+
+/// A client `sync` answered once the tree has applied `target`.
+#[derive(Debug)]
+struct PendingSync {
+    target: Zxid,
+    session: i64,
+    cxid: i32,
+    path: String,
+}
+
+/// A learner's question to its leader: is this session still valid?
+#[derive(Debug)]
+pub struct Revalidation {
+    /// The session.
+    pub session: i64,
+    /// Its negotiated timeout.
+    pub timeout_ms: u32,
+    /// The answer.
+    pub reply: tokio::sync::oneshot::Sender<bool>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -210,6 +236,9 @@ impl Shared {
             conns: Mutex::new(HashMap::new()),
             role: watch::channel(Role::NotServing).0,
             next_conn_id: AtomicU64::new(1),
+            pending_syncs: Mutex::new(VecDeque::new()),
+            touched: Mutex::new(None),
+            revalidator: Mutex::new(None),
         })
     }
 
@@ -331,6 +360,102 @@ impl Shared {
         }
     }
 
+    // -- sessions across servers -------------------------------------------------------
+
+    /// A client packet arrived for `session`: keep it alive here, and on a learner
+    /// remember to report it to the leader.
+    pub fn touch_session(&self, session: i64, timeout_ms: u32) {
+        let now = self.now_ms();
+        self.sessions().touch(session, timeout_ms, now);
+        if let Some(t) = lock(&self.touched).as_mut() {
+            t.insert(session, timeout_ms);
+        }
+    }
+
+    /// The sessions touched since the last call (learners report them in PING answers).
+    pub fn take_touches(&self) -> Vec<(i64, u32)> {
+        match lock(&self.touched).as_mut() {
+            Some(t) => t.drain().collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// Makes this node a learner (touches collected, revalidations sent to the leader
+    /// through `leader`) or, with `None`, the session authority (standalone or leader).
+    pub fn set_learner(&self, leader: Option<mpsc::Sender<Revalidation>>) {
+        *lock(&self.touched) = leader.as_ref().map(|_| HashMap::new());
+        *lock(&self.revalidator) = leader;
+    }
+
+    /// Is `session` still valid? The session authority answers from its tracker; a
+    /// learner asks its leader (ZooKeeper's REVALIDATE).
+    pub async fn revalidate(&self, session: i64, timeout_ms: u32) -> bool {
+        let to_leader = lock(&self.revalidator).clone();
+        match to_leader {
+            None => {
+                let now = self.now_ms();
+                self.sessions().touch(session, timeout_ms, now)
+            }
+            Some(tx) => {
+                let (reply, rx) = tokio::sync::oneshot::channel();
+                let ask = Revalidation {
+                    session,
+                    timeout_ms,
+                    reply,
+                };
+                if tx.send(ask).await.is_err() {
+                    return false;
+                }
+                let wait = std::time::Duration::from_millis(u64::from(timeout_ms).max(1000));
+                matches!(tokio::time::timeout(wait, rx).await, Ok(Ok(true)))
+            }
+        }
+    }
+
+    /// Makes the tracker know every session of the tree (a new leader takes over the
+    /// sessions its predecessor tracked, with a fresh timeout, as ZooKeeper does).
+    pub fn track_sessions_of_tree(&self) {
+        let now = self.now_ms();
+        let tree = self.tree();
+        let mut tracker = self.sessions();
+        for (id, timeout) in tree.sessions() {
+            tracker.track_session(id, timeout.max(0) as u32, now);
+        }
+    }
+
+    /// Answers a client's `sync` once the tree has applied `target` (at once if it has).
+    pub fn sync_after(&self, target: Zxid, session: i64, cxid: i32, path: String) {
+        let tree = self.tree();
+        let applied = tree.last_processed_zxid();
+        if applied >= target {
+            self.send_to(session, Outbound::Reply(sync_reply(cxid, applied, path)));
+        } else {
+            lock(&self.pending_syncs).push_back(PendingSync {
+                target,
+                session,
+                cxid,
+                path,
+            });
+        }
+    }
+
+    /// Drops the syncs waiting for a tree that will not get there (leader change).
+    pub fn clear_pending_syncs(&self) {
+        lock(&self.pending_syncs).clear();
+    }
+
+    fn answer_syncs(&self, applied: Zxid, conns: &HashMap<i64, ConnHandle>) {
+        let mut pending = lock(&self.pending_syncs);
+        while pending.front().is_some_and(|p| p.target <= applied) {
+            if let Some(p) = pending.pop_front()
+                && let Some(h) = conns.get(&p.session)
+            {
+                let _ =
+                    h.tx.send(Outbound::Reply(sync_reply(p.cxid, applied, p.path)));
+            }
+        }
+    }
+
     // -- applying committed txns --------------------------------------------------------
 
     /// Applies committed (and logged) txns in zxid order: updates the tree, fires
@@ -371,6 +496,7 @@ impl Shared {
             self.sessions().remove_session(session);
         }
         let Some(h) = conns.get(&session) else {
+            self.answer_syncs(outcome.zxid, &conns);
             return;
         };
         match entry.header.op {
@@ -395,6 +521,7 @@ impl Shared {
                     h.tx.send(Outbound::Reply(write_reply(tree, entry, outcome)));
             }
         }
+        self.answer_syncs(outcome.zxid, &conns);
     }
 
     // -- reads --------------------------------------------------------------------------
@@ -625,6 +752,16 @@ impl Shared {
         }
         Ok((children, node.stat()))
     }
+}
+
+/// The reply to a `sync`.
+pub fn sync_reply(cxid: i32, zxid: Zxid, path: String) -> ReplyPacket {
+    ReplyPacket::new(
+        cxid,
+        zxid,
+        ErrorCode::Ok,
+        Response::Sync(zk_proto::jute::SyncResponse { path }),
+    )
 }
 
 /// The wire form of a watch event.
