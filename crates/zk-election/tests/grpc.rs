@@ -45,7 +45,8 @@ async fn five_nodes_and_an_observer_elect_by_epoch_first() -> anyhow::Result<()>
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stopping_the_leader_makes_the_rest_elect_again() -> anyhow::Result<()> {
+async fn stopping_the_leader_makes_the_rest_elect_again_and_it_rejoins_on_restart()
+-> anyhow::Result<()> {
     common::init_tracing();
     let mut c = Cluster::bind(&[1, 2, 3, 4, 5], &[]).await?;
     c.start_all().await?;
@@ -61,6 +62,16 @@ async fn stopping_the_leader_makes_the_rest_elect_again() -> anyhow::Result<()> 
     c.stop(4);
     let third = c.elect(&[1, 2, 3], &logs).await?;
     assert_eq!(one_leader(&third)?, 3);
+    // The first leader restarts (same address, fresh state) and joins the running
+    // ensemble instead of taking over with its better log.
+    c.start(5).await?;
+    let back = c.elect(&[5], &logs).await?;
+    assert_eq!(
+        (back[&5].leader(), back[&5].state),
+        (3, PeerState::Following)
+    );
+    assert!(back[&5].joined_established);
+    assert_eq!(c.nodes[&3].status().state, PeerState::Leading);
     Ok(())
 }
 

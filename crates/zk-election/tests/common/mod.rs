@@ -72,8 +72,21 @@ impl Cluster {
         let l = match self.listeners.remove(&sid) {
             Some(l) => l,
             None => {
+                // A stopped node's listener closes when its task is cancelled, which
+                // happens asynchronously: retry the bind for a while.
                 let addr = &self.members.get(&sid).context("unknown sid")?.election_addr;
-                tokio::net::TcpListener::bind(addr).await?
+                let mut attempt = 0;
+                loop {
+                    match tokio::net::TcpListener::bind(addr).await {
+                        Ok(l) => break l,
+                        Err(e) if attempt < 100 => {
+                            attempt += 1;
+                            tracing::debug!(error = %e, "rebind");
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
             }
         };
         let node = ElectionNode::start_tcp(self.config(sid), l)?;
