@@ -196,3 +196,19 @@ async fn stalled_peers_do_not_stall_the_election() -> anyhow::Result<()> {
     assert_eq!(one_leader(&d)?, 2);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn election_alg_other_than_3_is_refused_at_start() -> anyhow::Result<()> {
+    common::init_tracing();
+    let c = Cluster::bind(&[1, 2, 3], &[]).await?;
+    let mut cfg = c.config(1);
+    cfg.election_alg = 0;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let err = zk_election::ElectionNode::start_tcp(cfg, listener).err();
+    let msg = err.map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        msg.contains("electionAlg=0 is not supported") && msg.contains("only electionAlg=3"),
+        "{msg}"
+    );
+    Ok(())
+}
