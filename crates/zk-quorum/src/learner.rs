@@ -142,6 +142,10 @@ impl Learner {
         self.leader
     }
 
+    pub(crate) fn id(&self) -> ServerId {
+        self.id
+    }
+
     pub(crate) fn phase(&self) -> LearnerPhase {
         self.phase
     }
@@ -694,6 +698,11 @@ macro_rules! learner_core {
                 touch: $crate::types::SessionTouch,
             ) -> Result<(), $crate::error::ZabError> {
                 self.inner.touch_session(touch)
+            }
+
+            /// This server's id.
+            pub fn id(&self) -> $crate::types::ServerId {
+                self.inner.id()
             }
 
             /// The leader this learner follows.

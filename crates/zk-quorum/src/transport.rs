@@ -100,17 +100,23 @@ impl<D: Dialer> Service<Uri> for DialService<D> {
 }
 
 /// Binds a TCP listener on `ip:port` (port 0 picks one) and returns it as the stream of
-/// accepted connections tonic's `serve_with_incoming` takes, with its address.
+/// accepted connections tonic's `serve_with_incoming` takes (with `TCP_NODELAY` set on each,
+/// which tonic only does for listeners it binds itself), with its address.
 pub async fn bind_local(
     ip: IpAddr,
     port: u16,
-) -> io::Result<(tokio_stream::wrappers::TcpListenerStream, SocketAddr)> {
+) -> io::Result<(
+    impl futures::Stream<Item = io::Result<tokio::net::TcpStream>> + Send + 'static,
+    SocketAddr,
+)> {
     let listener = tokio::net::TcpListener::bind(SocketAddr::new(ip, port)).await?;
     let addr = listener.local_addr()?;
-    Ok((
-        tokio_stream::wrappers::TcpListenerStream::new(listener),
-        addr,
-    ))
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|conn| {
+        let conn = conn?;
+        conn.set_nodelay(true)?;
+        Ok(conn)
+    });
+    Ok((incoming, addr))
 }
 
 /// What goes down a learner's stream: one packet, or a batch queued as one item (a

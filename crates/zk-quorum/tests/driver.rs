@@ -113,11 +113,18 @@ struct Leading {
     task: Task,
 }
 
-async fn start_leader(config: Config, mut st: Storage) -> anyhow::Result<Leading> {
+async fn start_leader(config: Config, st: Storage) -> anyhow::Result<Leading> {
+    start_leader_of(Ensemble::new([1, 2, 3], []), config, st).await
+}
+
+async fn start_leader_of(
+    ensemble: Ensemble,
+    config: Config,
+    mut st: Storage,
+) -> anyhow::Result<Leading> {
     let (incoming, addr) = bind_local(ip(1), 0).await?;
     let (client, proposals) = LeaderClient::new(64);
     let (status_tx, status) = watch::channel(NodeStatus::default());
-    let ensemble = Ensemble::new([1, 2, 3], []);
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let shutdown = async {
@@ -152,7 +159,17 @@ struct Following {
     task: Task,
 }
 
-fn start_follower(id: u64, addr: String, config: Config, mut st: Storage) -> Following {
+fn start_follower(id: u64, addr: String, config: Config, st: Storage) -> Following {
+    start_learner(id, false, addr, config, st)
+}
+
+fn start_learner(
+    id: u64,
+    observer: bool,
+    addr: String,
+    config: Config,
+    mut st: Storage,
+) -> Following {
     let (status_tx, status) = watch::channel(NodeStatus::default());
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -166,7 +183,7 @@ fn start_follower(id: u64, addr: String, config: Config, mut st: Storage) -> Fol
             id,
             1,
             &addr,
-            false,
+            observer,
             config,
             options(),
             &mut st,
@@ -358,5 +375,29 @@ async fn bad_learner_input_is_refused_without_hurting_the_leader() -> anyhow::Re
         .propose(Bytes::from_static(b"still here"))
         .await?;
     assert_eq!(z, zk_proto::zxid::make(1, 1));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_observer_applies_every_commit_but_does_not_count() -> anyhow::Result<()> {
+    let ensemble = Ensemble::new([1, 2, 3], [4]);
+    let mut leader = start_leader_of(ensemble, Config::default(), storage()).await?;
+    let mut obs = start_learner(4, true, leader.addr.clone(), Config::default(), storage());
+    // An observer alone gives the leader no quorum.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!leader.status.borrow().serving);
+    let mut f2 = start_follower(2, leader.addr.clone(), Config::default(), storage());
+    wait_applied(&mut leader.status, 0).await?;
+    let mut last = 0;
+    for i in 0..20 {
+        last = leader.client.propose(Bytes::from(format!("w{i}"))).await?;
+    }
+    wait_applied(&mut f2.status, last).await?;
+    wait_applied(&mut obs.status, last).await?;
+    let (_, obs_st) = stop(obs.stop, obs.task).await?;
+    let (_, f2_st) = stop(f2.stop, f2.task).await?;
+    assert_eq!(obs_st.machine, f2_st.machine);
+    assert_eq!(obs_st.machine.txns.len(), 20);
+    let _ = stop(leader.stop, leader.task).await?;
     Ok(())
 }
