@@ -159,38 +159,16 @@ pub fn run(args: ClusterArgs) -> Result<()> {
             release,
             wait_s,
         } => {
-            if !(1..=7).contains(&nodes) || nodes % 2 == 0 {
-                bail!("-n must be 1, 3, 5 or 7 (got {nodes})");
-            }
-            if dir.join("cluster.env").exists() {
-                let old = Layout::load(&dir)?;
-                if (1..=old.nodes).any(|id| node_pid(&dir, id).is_some()) {
-                    bail!(
-                        "a cluster is already running in {}; `cargo xtask cluster down` first",
-                        dir.display()
-                    );
-                }
-            }
-            let bin = build_server(release)?;
-            let layout = Layout {
-                nodes,
-                client_base,
-                quorum_base,
-                election_base,
-                bin,
+            let bases = Bases {
+                client: client_base,
+                quorum: quorum_base,
+                election: election_base,
             };
-            fs::create_dir_all(&dir)?;
-            let dir = dir.canonicalize()?;
-            layout.save(&dir)?;
-            for id in 1..=nodes {
-                write_node_config(&dir, &layout, id, tick_ms)?;
-            }
-            for id in 1..=nodes {
-                start_node(&dir, &layout, id)?;
-            }
-            wait_for_leader(&dir, &layout, Duration::from_secs(wait_s))?;
-            print_status(&dir, &layout);
-            println!("\nconnect string: {}", connect_string(&layout));
+            let cluster = Cluster::launch(&dir, nodes, bases, tick_ms, release, wait_s)?;
+            print_status(&cluster.dir, &cluster.layout);
+            println!("\nconnect string: {}", cluster.connect_string());
+            // The ensemble outlives this command: `cargo xtask cluster down` stops it.
+            std::mem::forget(cluster);
             Ok(())
         }
         ClusterCmd::Status => {
@@ -240,6 +218,89 @@ pub fn run(args: ClusterArgs) -> Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+/// Port bases of a local ensemble: node `i` uses `base + i - 1`.
+#[derive(Debug, Clone, Copy)]
+pub struct Bases {
+    /// Client ports.
+    pub client: u16,
+    /// Quorum (Zab) ports.
+    pub quorum: u16,
+    /// Election ports.
+    pub election: u16,
+}
+
+/// A local ensemble of `zk-server` processes, stopped when dropped.
+pub struct Cluster {
+    dir: PathBuf,
+    layout: Layout,
+}
+
+impl Cluster {
+    /// Builds `zk-server`, writes every node's config under `dir`, starts the nodes and
+    /// waits (at most `wait_s`) for a leader.
+    pub fn launch(
+        dir: &Path,
+        nodes: u32,
+        bases: Bases,
+        tick_ms: u32,
+        release: bool,
+        wait_s: u64,
+    ) -> Result<Cluster> {
+        if !(1..=7).contains(&nodes) || nodes % 2 == 0 {
+            bail!("-n must be 1, 3, 5 or 7 (got {nodes})");
+        }
+        if dir.join("cluster.env").exists() {
+            let old = Layout::load(dir)?;
+            if (1..=old.nodes).any(|id| node_pid(dir, id).is_some()) {
+                bail!(
+                    "a cluster is already running in {}; `cargo xtask cluster down` first",
+                    dir.display()
+                );
+            }
+        }
+        let bin = build_server(release)?;
+        let layout = Layout {
+            nodes,
+            client_base: bases.client,
+            quorum_base: bases.quorum,
+            election_base: bases.election,
+            bin,
+        };
+        fs::create_dir_all(dir)?;
+        let dir = dir.canonicalize()?;
+        layout.save(&dir)?;
+        for id in 1..=nodes {
+            write_node_config(&dir, &layout, id, tick_ms)?;
+        }
+        let cluster = Cluster { dir, layout };
+        for id in 1..=nodes {
+            start_node(&cluster.dir, &cluster.layout, id)?;
+        }
+        wait_for_leader(&cluster.dir, &cluster.layout, Duration::from_secs(wait_s))?;
+        Ok(cluster)
+    }
+
+    /// `host:port,host:port,…` of every node.
+    pub fn connect_string(&self) -> String {
+        connect_string(&self.layout)
+    }
+
+    /// Stops every node (SIGTERM, then SIGKILL).
+    pub fn down(&self) {
+        for id in 1..=self.layout.nodes {
+            if let Err(e) = stop_node(&self.dir, id, Duration::from_secs(10)) {
+                eprintln!("node{id}: {e:#}");
+            }
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.down();
     }
 }
 

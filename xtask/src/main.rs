@@ -7,6 +7,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
 mod cluster;
+mod interop;
 
 #[derive(Parser)]
 #[command(
@@ -25,12 +26,15 @@ enum Cmd {
     /// Launch and operate a local ensemble (`up`, `status`, `stop N`, `start N`, `kill N`,
     /// `down`, `logs N`).
     Cluster(cluster::ClusterArgs),
+    /// Drive a local ensemble with kazoo and Apache's zkCli.sh and check the results.
+    Interop(interop::InteropArgs),
 }
 
 fn main() -> Result<()> {
     match Cli::parse().cmd {
         Cmd::Ci => ci(),
         Cmd::Cluster(args) => cluster::run(args),
+        Cmd::Interop(args) => interop::run(args),
     }
 }
 
