@@ -249,7 +249,7 @@ impl Cluster {
         release: bool,
         wait_s: u64,
     ) -> Result<Cluster> {
-        if !(1..=7).contains(&nodes) || nodes % 2 == 0 {
+        if !(1..=7).contains(&nodes) || nodes.is_multiple_of(2) {
             bail!("-n must be 1, 3, 5 or 7 (got {nodes})");
         }
         if dir.join("cluster.env").exists() {
