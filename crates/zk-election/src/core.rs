@@ -470,8 +470,11 @@ impl Election {
             return;
         }
         if !self.quorum.is_voter(n.sid) {
-            // A non-voter (observer) is answered right away with our current vote.
-            if self.phase != Phase::Idle {
+            // A LOOKING non-voter (observer) is answered right away with our current
+            // vote. (ZooKeeper answers every non-voter notification; answering one that
+            // already observes makes a voter and an observer ping-pong for as long as
+            // the voter looks.)
+            if self.phase != Phase::Idle && n.state == PeerState::Looking {
                 let reply = self.notification(self.state, self.current_vote(), self.logical_clock);
                 self.send(n.sid, reply);
             }
@@ -887,6 +890,12 @@ mod tests {
         assert_eq!(sends(&out), vec![(3, expected)]);
         let out = e.step(Input::Receive(looking(4, Vote::non_voter(4), 1)));
         assert_eq!(sends(&out), vec![(4, expected)]);
+        // An observer that already observes is not answered (no ping-pong).
+        let out = e.step(Input::Receive(Notification {
+            state: PeerState::Observing,
+            ..looking(4, vote(2, 8, 1), 1)
+        }));
+        assert!(out.is_empty(), "{out:?}");
         // FOLLOWING peers are not answered.
         let out = e.step(Input::Receive(Notification {
             state: PeerState::Following,

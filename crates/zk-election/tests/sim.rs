@@ -4,6 +4,7 @@
 //! delays (so reordering between streams, and within a stream before GST), duplicates, drops, node crashes and restarts, partitions, and
 //! ticks. Every failure prints the seed; replay one with
 //! `ZK_ELECTION_SEED=<seed> ZK_ELECTION_PROFILE=<sync|async> cargo test -p zk-election --test sim replay`.
+//! `ZK_ELECTION_SIM_SCALE=N` runs N times as many schedules.
 //!
 //! Two fault profiles:
 //!
@@ -30,7 +31,7 @@ use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 use zk_election::{
     CoreConfig, Decision, Election, Input, Majority, Notification, Output, PeerState,
-    QuorumVerifier, Sid, Vote,
+    QuorumVerifier, Sid, Vote, Weighted,
 };
 
 const FINALIZE_MS: u64 = 200;
@@ -149,7 +150,7 @@ struct Sim {
     now: u64,
     seq: u64,
     queue: BinaryHeap<Reverse<(u64, u64, Event)>>,
-    quorum: Arc<Majority>,
+    quorum: Arc<dyn QuorumVerifier>,
     nodes: BTreeMap<Sid, Node>,
     cut: BTreeSet<(Sid, Sid)>,
     gst: u64,
@@ -162,6 +163,9 @@ struct Sim {
     ever_led: BTreeSet<(Sid, i64)>,
     /// Time of the last delivery scheduled per (from, to) stream.
     channel_last: BTreeMap<(Sid, Sid), u64>,
+    /// (sender, round, vote) of every LOOKING notification sent.
+    looking_votes: BTreeSet<(Sid, i64, Vote)>,
+    checked_electors: u64,
     events: usize,
     decisions: u64,
     crashes: u64,
@@ -175,7 +179,16 @@ impl Sim {
         let observers = rng.random_range(0..3u64);
         let voter_ids: Vec<Sid> = (1..=voters).collect();
         let observer_ids: Vec<Sid> = (voters + 1..=voters + observers).collect();
-        let quorum = Arc::new(Majority::new(voter_ids.clone(), observer_ids.clone()).unwrap());
+        // Mostly plain majorities; some schedules use weighted votes (1 to 3 each).
+        let quorum: Arc<dyn QuorumVerifier> = if voters > 1 && rng.random_bool(0.3) {
+            let weights: Vec<(Sid, u64)> = voter_ids
+                .iter()
+                .map(|s| (*s, rng.random_range(1..=3u64)))
+                .collect();
+            Arc::new(Weighted::new(weights, observer_ids.clone()).unwrap())
+        } else {
+            Arc::new(Majority::new(voter_ids.clone(), observer_ids.clone()).unwrap())
+        };
         let mut nodes = BTreeMap::new();
         for sid in voter_ids.iter().chain(&observer_ids) {
             // Few distinct values so that ties on epoch and zxid are common.
@@ -222,6 +235,8 @@ impl Sim {
             round_leaders: BTreeMap::new(),
             ever_led: BTreeSet::new(),
             channel_last: BTreeMap::new(),
+            looking_votes: BTreeSet::new(),
+            checked_electors: 0,
             events: 0,
             decisions: 0,
             crashes: 0,
@@ -403,6 +418,9 @@ impl Sim {
     }
 
     fn send(&mut self, from: Sid, to: Sid, n: Notification) {
+        if n.state == PeerState::Looking {
+            self.looking_votes.insert((from, n.election_epoch, n.vote));
+        }
         if !self.linked(from, to) {
             return;
         }
@@ -463,7 +481,17 @@ impl Sim {
                 ));
             }
         }
-        for s in d.quorum.iter().filter(|_| !d.joined_established) {
+        // The members that elected it by voting for it while LOOKING in this round (a
+        // member may also count because it already follows that leader; it did not elect
+        // it then, and may have joined it with a better log, as in ZooKeeper).
+        let electors = d.quorum.iter().filter(|s| {
+            !d.joined_established
+                && self
+                    .looking_votes
+                    .contains(&(**s, d.election_epoch, d.vote))
+        });
+        for s in electors {
+            self.checked_electors += 1;
             let v = self.nodes.get(s).map(|n| n.init);
             if let Some(v) = v
                 && (v.peer_epoch, v.zxid) > (d.vote.peer_epoch, d.vote.zxid)
@@ -812,6 +840,7 @@ impl Sim {
             events: self.events as u64,
             decisions: self.decisions,
             crashes: self.crashes,
+            checked_electors: self.checked_electors,
         }
     }
 }
@@ -820,6 +849,7 @@ struct Summary {
     events: u64,
     decisions: u64,
     crashes: u64,
+    checked_electors: u64,
 }
 
 fn same_leader(a: &Decision, b: &Decision) -> bool {
@@ -833,19 +863,29 @@ fn pairs(sids: &[Sid]) -> impl Iterator<Item = (Sid, Sid)> + '_ {
 }
 
 fn run_many(profile: Profile, first_seed: u64, count: u64) {
-    let (mut events, mut decisions, mut crashes) = (0, 0, 0);
+    // `ZK_ELECTION_SIM_SCALE=N` runs N times as many schedules (soak runs).
+    let scale: u64 = std::env::var("ZK_ELECTION_SIM_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1)
+        .max(1);
+    let first_seed = first_seed * scale;
+    let count = count * scale;
+    let (mut events, mut decisions, mut crashes, mut electors) = (0, 0, 0, 0);
     for seed in first_seed..first_seed + count {
         let s = Sim::new(seed, profile).run();
         events += s.events;
         decisions += s.decisions;
         crashes += s.crashes;
+        electors += s.checked_electors;
     }
     eprintln!(
-        "{profile:?}: {count} schedules, {events} events, {decisions} decisions, {crashes} crashes"
+        "{profile:?}: {count} schedules, {events} events, {decisions} decisions, {crashes} crashes, {electors} electors checked"
     );
     // The schedules exercise the protocol: most nodes decide, and faults happen.
     assert!(decisions > 2 * count, "too few decisions: {decisions}");
     assert!(crashes > count / 4, "too few crashes: {crashes}");
+    assert!(electors > count, "too few electors checked: {electors}");
 }
 
 // 10,000 schedules in total, split so that the test runner can use both cores.
