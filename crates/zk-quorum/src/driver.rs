@@ -5,8 +5,12 @@
 //! LOOKING (returning why) and the caller runs the next election. Commands are executed in
 //! order; appends are buffered and made durable with one `sync` per loop turn (group
 //! commit) before [`Input::Persisted`] lets the core ACK or commit.
+//!
+//! A ZooKeeper server talks to a running driver through the types of [`crate::hooks`]
+//! (re-exported here): [`LeaderClient`] + [`LeaderEvent`] on the leader,
+//! [`LearnerClient`] + [`LearnerEvent`] on a learner.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -26,14 +30,22 @@ use zk_storage::log::{EpochError, EpochStore, LogError, TxnLog};
 
 use crate::command::{Command, Input};
 use crate::error::ZabError;
-use crate::leader::{Leader, LeaderStorage};
-use crate::learner::LearnerStorage;
-use crate::state_machine::StateMachine;
+pub use crate::hooks::{
+    EVENT_BUFFER, LeaderClient, LeaderEvent, LeaderInbox, LearnerClient, LearnerEvent,
+    LearnerInbox, LearnerRequest, PendingCommit, ProposalRequest,
+};
+use crate::hooks::{LeaderOp, LearnerOp, Outbox};
+use crate::leader::{Leader, LeaderPhase, LeaderStorage};
+use crate::learner::{LearnerPhase, LearnerStorage};
+use crate::state_machine::{Rollback, StateMachine};
 use crate::sync::{History, SyncMode, snapshot_packets};
 use crate::transport::{
     DialService, Dialer, LearnService, MAX_MESSAGE_BYTES, Outbound, StreamEvent,
 };
-use crate::types::{Config, Ensemble, MAX_SNAPSHOT_CHUNK_BYTES, Packet, ServerId, Txn, Zxid};
+use crate::types::{
+    Config, Ensemble, ForwardedRequest, MAX_SNAPSHOT_CHUNK_BYTES, Packet, ServerId, SessionTouch,
+    Txn, Zxid,
+};
 use crate::{Follower, Observer};
 
 /// Capacity of the queue from the learner streams to the leader task.
@@ -56,6 +68,15 @@ pub enum DriverError {
     /// Storage does not hold what the core asked for.
     #[error("storage: {0}")]
     Storage(String),
+    /// The leader truncated txns this node had applied and the state machine cannot roll
+    /// back ([`StateMachine::rollback`]).
+    #[error("the state machine cannot roll back from {applied:#x} to {to:#x}")]
+    Rollback {
+        /// The truncation point.
+        to: Zxid,
+        /// What the state machine had applied.
+        applied: Zxid,
+    },
     /// The gRPC transport failed to connect or serve.
     #[error(transparent)]
     Transport(#[from] tonic::transport::Error),
@@ -101,6 +122,12 @@ pub struct NodeStatus {
     pub syncs_trunc: u64,
     /// Leader: learners synchronised by SNAP so far.
     pub syncs_snap: u64,
+    /// Leader: learners connected (ZooKeeper's `zk_learners`).
+    pub learners: usize,
+    /// Leader: voting followers synced and serving (`zk_synced_followers`).
+    pub synced_followers: usize,
+    /// Leader: observers synced and serving (`zk_synced_observers`).
+    pub synced_observers: usize,
 }
 
 /// Why a driver returned.
@@ -123,19 +150,25 @@ pub struct NodeStorage<L, E, M> {
     pub machine: M,
     /// The zxid the log starts after (the snapshot the state machine came from).
     pub log_base: Zxid,
+    /// The highest zxid known committed: `log_base` at first, then whatever the cores had
+    /// applied or installed. The state machine may be ahead of it (a replayed log).
+    committed: Zxid,
     snapshot_bytes: u64,
     incoming: Vec<Bytes>,
     appended: bool,
 }
 
 impl<L: TxnLog, E: EpochStore, M: StateMachine> NodeStorage<L, E, M> {
-    /// Storage whose log starts after `log_base` and whose state machine is restored.
+    /// Storage whose log starts after `log_base`, a zxid known committed (the snapshot the
+    /// state machine was restored from). The state machine may have replayed log txns
+    /// after it, committed or not: see [`StateMachine`]'s restart contract.
     pub fn new(log: L, epochs: E, machine: M, log_base: Zxid) -> Self {
         Self {
             log,
             epochs,
             machine,
             log_base,
+            committed: log_base,
             snapshot_bytes: 0,
             incoming: Vec::new(),
             appended: false,
@@ -150,13 +183,20 @@ impl<L: TxnLog, E: EpochStore, M: StateMachine> NodeStorage<L, E, M> {
             .max(self.log_base))
     }
 
-    /// The learner's starting state.
+    /// The highest zxid known committed on this node (see [`NodeStorage::new`]).
+    pub fn committed_zxid(&self) -> Zxid {
+        self.committed
+    }
+
+    /// The learner's starting state. Its `applied_zxid` is what the state machine applied
+    /// *and* is known committed, so that the leader may truncate (and the driver roll
+    /// back) txns replayed from the log at restart.
     pub fn learner_storage(&self) -> Result<LearnerStorage, DriverError> {
         Ok(LearnerStorage {
             accepted_epoch: self.epochs.accepted_epoch().unwrap_or(0),
             current_epoch: self.epochs.current_epoch().unwrap_or(0),
             last_logged_zxid: self.last_logged()?,
-            applied_zxid: self.machine.applied_zxid(),
+            applied_zxid: self.machine.applied_zxid().min(self.committed),
         })
     }
 
@@ -198,6 +238,7 @@ impl<L: TxnLog, E: EpochStore, M: StateMachine> NodeStorage<L, E, M> {
     }
 
     fn apply_up_to(&mut self, up_to: Zxid) -> Result<(), DriverError> {
+        self.committed = self.committed.max(up_to);
         let from = self.machine.applied_zxid();
         if up_to <= from {
             return Ok(());
@@ -240,6 +281,12 @@ impl<L: TxnLog, E: EpochStore, M: StateMachine> NodeStorage<L, E, M> {
             Command::Apply { up_to } => self.apply_up_to(up_to)?,
             Command::Truncate { to } => {
                 self.log.truncate_after(to)?;
+                self.log_base = self.log_base.min(to);
+                self.committed = self.committed.min(to);
+                let applied = self.machine.applied_zxid();
+                if applied > to {
+                    self.roll_back(to, applied)?;
+                }
             }
             Command::SnapshotChunk { data, .. } => self.incoming.push(data),
             Command::AbortSnapshot => self.incoming.clear(),
@@ -251,6 +298,7 @@ impl<L: TxnLog, E: EpochStore, M: StateMachine> NodeStorage<L, E, M> {
                     .map_err(|e| DriverError::StateMachine(e.to_string()))?;
                 self.log.truncate_after(0)?;
                 self.log_base = zxid;
+                self.committed = zxid;
                 let records: Vec<(Zxid, &[u8])> =
                     txns.iter().map(|t| (t.zxid, t.data.as_ref())).collect();
                 self.log.append_batch(&records)?;
@@ -259,6 +307,28 @@ impl<L: TxnLog, E: EpochStore, M: StateMachine> NodeStorage<L, E, M> {
             other => return Ok(Some(other)),
         }
         Ok(None)
+    }
+
+    fn roll_back(&mut self, to: Zxid, applied: Zxid) -> Result<(), DriverError> {
+        info!(
+            to = format_args!("{to:#x}"),
+            applied = format_args!("{applied:#x}"),
+            "rolling the state machine back to the truncated log"
+        );
+        let done = self
+            .machine
+            .rollback(to, &self.log)
+            .map_err(|e| DriverError::StateMachine(e.to_string()))?;
+        if done == Rollback::Unsupported {
+            return Err(DriverError::Rollback { to, applied });
+        }
+        let now = self.machine.applied_zxid();
+        if now != to {
+            return Err(DriverError::StateMachine(format!(
+                "rolled back to {now:#x} instead of {to:#x}"
+            )));
+        }
+        Ok(())
     }
 
     fn snapshot(&self, zxid: Zxid) -> Result<Vec<Packet>, DriverError> {
@@ -276,37 +346,6 @@ impl<L: TxnLog, E: EpochStore, M: StateMachine> NodeStorage<L, E, M> {
     }
 }
 
-/// A write waiting for its commit.
-#[derive(Debug)]
-pub struct ProposalRequest {
-    data: Bytes,
-    reply: oneshot::Sender<Result<Zxid, ZabError>>,
-}
-
-/// Submits writes to a running [`run_leader`].
-#[derive(Debug, Clone)]
-pub struct LeaderClient {
-    tx: mpsc::Sender<ProposalRequest>,
-}
-
-impl LeaderClient {
-    /// A client and the receiver to pass to [`run_leader`] (`capacity` writes queued).
-    pub fn new(capacity: usize) -> (Self, mpsc::Receiver<ProposalRequest>) {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
-        (Self { tx }, rx)
-    }
-
-    /// Proposes `data` and waits until it is committed; returns its zxid.
-    pub async fn propose(&self, data: Bytes) -> Result<Zxid, ZabError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(ProposalRequest { data, reply })
-            .await
-            .map_err(|_| ZabError::NotLeading)?;
-        rx.await.map_err(|_| ZabError::NotLeading)?
-    }
-}
-
 fn ticker(tick_time: Duration) -> tokio::time::Interval {
     let half = (tick_time / 2).max(Duration::from_millis(1));
     let mut t = tokio::time::interval_at(tokio::time::Instant::now() + half, half);
@@ -315,7 +354,14 @@ fn ticker(tick_time: Duration) -> tokio::time::Interval {
 }
 
 /// Leads until the core goes back to LOOKING; returns why. Learners connect through
-/// `incoming` (accepted connections, e.g. from [`crate::transport::bind_local`]).
+/// `incoming` (accepted connections, e.g. from [`crate::transport::bind_local`]); the
+/// server proposes txns and answers learners through the [`LeaderClient`] whose `inbox`
+/// this is, and gets the learners' requests as [`LeaderEvent`]s
+/// ([`LeaderInbox::with_events`]).
+///
+/// The inbox is read only once the leader is established and while fewer than
+/// `config.max_outstanding` proposals are in flight: a client submitting faster than the
+/// quorum commits waits for queue space.
 #[allow(clippy::too_many_arguments)]
 pub async fn run_leader<L, E, M, I, IO, IE>(
     id: ServerId,
@@ -324,7 +370,7 @@ pub async fn run_leader<L, E, M, I, IO, IE>(
     options: DriverOptions,
     storage: &mut NodeStorage<L, E, M>,
     incoming: I,
-    mut proposals: mpsc::Receiver<ProposalRequest>,
+    inbox: LeaderInbox,
     status: watch::Sender<NodeStatus>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<Stopped, DriverError>
@@ -358,6 +404,10 @@ where
                     let _ = stop_rx.await;
                 }),
         );
+        let LeaderInbox {
+            rx: mut ops,
+            events: server_events,
+        } = inbox;
         let mut run = LeaderRun {
             core: Leader::new(
                 id,
@@ -366,19 +416,28 @@ where
                 storage.leader_storage(&config)?,
             ),
             learners: HashMap::new(),
+            observers: HashSet::new(),
             waiting: BTreeMap::new(),
             inputs: VecDeque::new(),
+            outbox: Outbox::new(server_events),
+            max_outstanding: config.max_outstanding,
             storage,
             status,
         };
         let first = run.core.start();
         let result = tokio::select! {
-            r = run.drive(first, &mut events, &mut proposals, &options) => r.map(Stopped::Looking),
+            r = run.drive(first, &mut events, &mut ops, &options) => r.map(Stopped::Looking),
             () = shutdown => Ok(Stopped::Shutdown),
         };
         for (_, reply) in std::mem::take(&mut run.waiting) {
             let _ = reply.send(Err(ZabError::NotLeading));
         }
+        run.status.send_modify(|s| {
+            s.serving = false;
+            s.learners = 0;
+            s.synced_followers = 0;
+            s.synced_observers = 0;
+        });
         // Dropping the learner queues ends their streams, so learners see the leader go.
         drop(run);
         drop(events);
@@ -393,18 +452,27 @@ where
 struct LeaderRun<'a, L, E, M> {
     core: Leader,
     learners: HashMap<ServerId, (u64, mpsc::Sender<Outbound>)>,
+    observers: HashSet<ServerId>,
     waiting: BTreeMap<Zxid, oneshot::Sender<Result<Zxid, ZabError>>>,
     inputs: VecDeque<Input>,
+    outbox: Outbox<LeaderEvent>,
+    max_outstanding: usize,
     storage: &'a mut NodeStorage<L, E, M>,
     status: watch::Sender<NodeStatus>,
 }
 
 impl<L: TxnLog, E: EpochStore, M: StateMachine> LeaderRun<'_, L, E, M> {
+    /// True when the server's queue may be read: established, with room for a proposal.
+    fn takes_ops(&self) -> bool {
+        self.core.phase() == LeaderPhase::Broadcast
+            && self.core.outstanding() < self.max_outstanding
+    }
+
     async fn drive(
         &mut self,
         first: Vec<Command>,
         events: &mut mpsc::Receiver<StreamEvent>,
-        proposals: &mut mpsc::Receiver<ProposalRequest>,
+        ops: &mut mpsc::Receiver<ProposalRequest>,
         options: &DriverOptions,
     ) -> Result<ZabError, DriverError> {
         let mut tick = ticker(options.tick_time);
@@ -412,9 +480,14 @@ impl<L: TxnLog, E: EpochStore, M: StateMachine> LeaderRun<'_, L, E, M> {
             return Ok(reason);
         }
         loop {
+            let takes_ops = self.takes_ops();
+            // Learner packets may produce server events: stop reading them while the
+            // server is behind (back-pressure down the learners' streams).
+            let reads_streams = !self.outbox.is_full();
+            let flushes = self.outbox.has_held();
             tokio::select! {
                 _ = tick.tick() => self.inputs.push_back(Input::Tick),
-                Some(ev) = events.recv() => {
+                Some(ev) = events.recv(), if reads_streams => {
                     self.on_event(ev);
                     let mut n = 0;
                     while n < MAX_BATCH && let Ok(ev) = events.try_recv() {
@@ -422,18 +495,19 @@ impl<L: TxnLog, E: EpochStore, M: StateMachine> LeaderRun<'_, L, E, M> {
                         n += 1;
                     }
                 }
-                Some(p) = proposals.recv() => {
-                    if let Some(reason) = self.propose(p)? {
+                Some(op) = ops.recv(), if takes_ops => {
+                    if let Some(reason) = self.on_op(op)? {
                         return Ok(reason);
                     }
                     let mut n = 0;
-                    while n < MAX_BATCH && let Ok(p) = proposals.try_recv() {
-                        if let Some(reason) = self.propose(p)? {
+                    while n < MAX_BATCH && self.takes_ops() && let Ok(op) = ops.try_recv() {
+                        if let Some(reason) = self.on_op(op)? {
                             return Ok(reason);
                         }
                         n += 1;
                     }
                 }
+                () = self.outbox.flush(), if flushes => {}
             }
             // Bounded: each input is handled once; follow-up inputs come from dropped
             // learners, at most one per learner.
@@ -468,6 +542,11 @@ impl<L: TxnLog, E: EpochStore, M: StateMachine> LeaderRun<'_, L, E, M> {
             } => {
                 info!(peer = sid, conn, "learner connected");
                 self.learners.insert(sid, (conn, tx));
+                if matches!(&first, Packet::LearnerInfo(i) if i.observer) {
+                    self.observers.insert(sid);
+                } else {
+                    self.observers.remove(&sid);
+                }
                 self.inputs.push_back(Input::Message {
                     from: sid,
                     packet: first,
@@ -487,18 +566,50 @@ impl<L: TxnLog, E: EpochStore, M: StateMachine> LeaderRun<'_, L, E, M> {
         }
     }
 
-    fn propose(&mut self, p: ProposalRequest) -> Result<Option<ZabError>, DriverError> {
-        match self.core.propose(p.data) {
+    fn on_op(&mut self, op: ProposalRequest) -> Result<Option<ZabError>, DriverError> {
+        match op.0 {
+            LeaderOp::Propose { data, reply } => self.propose(data, reply),
+            LeaderOp::Sync {
+                to,
+                session_id,
+                cxid,
+            } => match self.core.sync_reply(to, session_id, cxid) {
+                Ok(out) => self.execute(out),
+                Err(e) => {
+                    warn!(peer = to, session_id, cxid, error = %e, "cannot answer a sync");
+                    Ok(None)
+                }
+            },
+            LeaderOp::Revalidate {
+                to,
+                session_id,
+                timeout_ms,
+                valid,
+            } => {
+                let out = self
+                    .core
+                    .revalidate_reply(to, session_id, timeout_ms, valid);
+                self.execute(out)
+            }
+        }
+    }
+
+    fn propose(
+        &mut self,
+        data: Bytes,
+        reply: oneshot::Sender<Result<Zxid, ZabError>>,
+    ) -> Result<Option<ZabError>, DriverError> {
+        match self.core.propose(data) {
             Ok((zxid, out)) => {
-                self.waiting.insert(zxid, p.reply);
+                self.waiting.insert(zxid, reply);
                 self.execute(out)
             }
             Err(e @ ZabError::ZxidRollover(_)) => {
-                let _ = p.reply.send(Err(e.clone()));
+                let _ = reply.send(Err(e.clone()));
                 Ok(Some(e))
             }
             Err(e) => {
-                let _ = p.reply.send(Err(e));
+                let _ = reply.send(Err(e));
                 Ok(None)
             }
         }
@@ -570,15 +681,23 @@ impl<L: TxnLog, E: EpochStore, M: StateMachine> LeaderRun<'_, L, E, M> {
                     self.learners.remove(&peer);
                 }
                 Command::GoLooking { reason } => return Ok(Some(reason)),
-                Command::Request { from, .. } | Command::Revalidate { from, .. } => {
-                    debug!(
-                        peer = from,
-                        "forwarded request ignored: no request processor attached"
-                    );
+                Command::Request { from, request } => {
+                    self.outbox.push(LeaderEvent::Request { from, request });
                 }
-                Command::SessionTouches { .. }
-                | Command::RevalidateReply { .. }
-                | Command::SyncReply { .. } => {}
+                Command::SessionTouches { from, touches } => {
+                    self.outbox
+                        .push(LeaderEvent::SessionTouches { from, touches });
+                }
+                Command::Revalidate {
+                    from,
+                    session_id,
+                    timeout_ms,
+                } => self.outbox.push(LeaderEvent::Revalidate {
+                    from,
+                    session_id,
+                    timeout_ms,
+                }),
+                Command::RevalidateReply { .. } | Command::SyncReply { .. } => {}
                 other => {
                     return Err(DriverError::Storage(format!(
                         "unexpected command {other:?}"
@@ -587,9 +706,24 @@ impl<L: TxnLog, E: EpochStore, M: StateMachine> LeaderRun<'_, L, E, M> {
             }
         }
         let applied = self.storage.machine.applied_zxid();
+        let learners = self.learners.len();
+        let (mut followers, mut observers) = (0, 0);
+        for sid in self.core.active_learners() {
+            if self.observers.contains(&sid) {
+                observers += 1;
+            } else {
+                followers += 1;
+            }
+        }
         self.status.send_if_modified(|s| {
-            let changed = s.applied != applied;
+            let changed = s.applied != applied
+                || s.learners != learners
+                || s.synced_followers != followers
+                || s.synced_observers != observers;
             s.applied = applied;
+            s.learners = learners;
+            s.synced_followers = followers;
+            s.synced_observers = observers;
             changed
         });
         while let Some(entry) = self.waiting.first_entry() {
@@ -604,7 +738,8 @@ impl<L: TxnLog, E: EpochStore, M: StateMachine> LeaderRun<'_, L, E, M> {
 }
 
 /// Follows (or observes) the leader at `leader_addr` until the core goes back to LOOKING;
-/// returns why.
+/// returns why. A learner without a server: [`run_learner_with`] with
+/// [`LearnerInbox::detached`].
 #[allow(clippy::too_many_arguments)]
 pub async fn run_learner<L, E, M, D>(
     id: ServerId,
@@ -624,11 +759,58 @@ where
     M: StateMachine,
     D: Dialer,
 {
+    run_learner_with(
+        id,
+        leader,
+        leader_addr,
+        observer,
+        config,
+        options,
+        storage,
+        dialer,
+        LearnerInbox::detached(),
+        status,
+        shutdown,
+    )
+    .await
+}
+
+/// Follows (or observes) the leader at `leader_addr` until the core goes back to LOOKING;
+/// returns why. The server forwards requests, revalidates and touches sessions through
+/// the [`LearnerClient`] whose `inbox` this is ([`LearnerInbox::detached`] when no server
+/// is attached) and gets the leader's answers as [`LearnerEvent`]s
+/// ([`LearnerInbox::with_events`]).
+///
+/// Forwards and revalidations that arrive before the learner is up to date are held, in
+/// order, until it is (at most the inbox's capacity; then the inbox is not read). They
+/// go out only while the send queue to the leader is at most half full, so that the
+/// server's traffic never fills it and ACKs and PINGs always find room.
+#[allow(clippy::too_many_arguments)]
+pub async fn run_learner_with<L, E, M, D>(
+    id: ServerId,
+    leader: ServerId,
+    leader_addr: &str,
+    observer: bool,
+    config: Config,
+    options: DriverOptions,
+    storage: &mut NodeStorage<L, E, M>,
+    dialer: D,
+    inbox: LearnerInbox,
+    status: watch::Sender<NodeStatus>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<Stopped, DriverError>
+where
+    L: TxnLog,
+    E: EpochStore,
+    M: StateMachine,
+    D: Dialer,
+{
     let span = info_span!(
         "zab",
         sid = id,
         role = if observer { "observer" } else { "follower" }
     );
+    let final_status = status.clone();
     let body = async move {
         let endpoint = Endpoint::from_shared(format!("http://{leader_addr}"))
             .map_err(DriverError::Transport)?
@@ -647,13 +829,23 @@ where
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         let mut core = LearnerCore::new(id, leader, observer, config, storage.learner_storage()?);
-        let (tx, rx) = mpsc::channel::<pb::QuorumPacket>(options.learner_queue.max(1));
+        let send_queue = options.learner_queue.max(1);
+        let (tx, rx) = mpsc::channel::<pb::QuorumPacket>(send_queue);
+        let LearnerInbox {
+            rx: mut requests,
+            capacity: hold_limit,
+            events,
+        } = inbox;
         let first = core.start();
         let mut run = LearnerRun {
             storage,
             tx,
             status,
             leader,
+            outbox: Outbox::new(events),
+            held: VecDeque::new(),
+            // Server traffic goes out only while at least this much of the queue is free.
+            room: send_queue.div_ceil(2),
         };
         if let Some(reason) = run.execute(first)? {
             return Ok(reason);
@@ -666,11 +858,16 @@ where
             }
         };
         let mut tick = ticker(options.tick_time);
+        let mut requests_open = true;
         loop {
             let mut inputs = VecDeque::new();
+            let reads_leader = !run.outbox.is_full();
+            let flushes = run.outbox.has_held();
+            let reads_requests = requests_open && run.held.len() < hold_limit;
+            let waits_for_room = run.waits_for_room(&core);
             tokio::select! {
                 _ = tick.tick() => inputs.push_back(Input::Tick),
-                msg = inbound.message() => match msg {
+                msg = inbound.message(), if reads_leader => match msg {
                     Ok(Some(p)) => match Packet::try_from(p) {
                         Ok(packet) => inputs.push_back(Input::Message { from: leader, packet }),
                         Err(e) => {
@@ -684,6 +881,22 @@ where
                         inputs.push_back(Input::Disconnected { peer: leader });
                     }
                 },
+                request = requests.recv(), if reads_requests => match request {
+                    Some(r) => {
+                        run.on_request(&mut core, r.0);
+                        let mut n = 0;
+                        while n < MAX_BATCH
+                            && run.held.len() < hold_limit
+                            && let Ok(r) = requests.try_recv()
+                        {
+                            run.on_request(&mut core, r.0);
+                            n += 1;
+                        }
+                    }
+                    None => requests_open = false,
+                },
+                () = run.outbox.flush(), if flushes => {}
+                () = wait_for_room(&run.tx, run.room), if waits_for_room => {}
             }
             loop {
                 while let Some(input) = inputs.pop_front() {
@@ -697,12 +910,22 @@ where
                     None => break,
                 }
             }
+            if let Some(reason) = run.send_held(&mut core)? {
+                return Ok(reason);
+            }
         }
     };
-    tokio::select! {
+    let result = tokio::select! {
         r = body.instrument(span) => r.map(Stopped::Looking),
         () = shutdown => Ok(Stopped::Shutdown),
-    }
+    };
+    final_status.send_modify(|s| s.serving = false);
+    result
+}
+
+/// Waits until `room` slots of the send queue are free (then releases them).
+async fn wait_for_room(tx: &mpsc::Sender<pb::QuorumPacket>, room: usize) {
+    let _ = tx.reserve_many(room).await;
 }
 
 enum LearnerCore {
@@ -736,6 +959,30 @@ impl LearnerCore {
             LearnerCore::Observer(o) => o.step(input),
         }
     }
+    fn phase(&self) -> LearnerPhase {
+        match self {
+            LearnerCore::Follower(f) => f.phase(),
+            LearnerCore::Observer(o) => o.phase(),
+        }
+    }
+    fn forward_request(&mut self, request: ForwardedRequest) -> Result<Vec<Command>, ZabError> {
+        match self {
+            LearnerCore::Follower(f) => f.forward_request(request),
+            LearnerCore::Observer(o) => o.forward_request(request),
+        }
+    }
+    fn revalidate(&mut self, session_id: i64, timeout_ms: i32) -> Result<Vec<Command>, ZabError> {
+        match self {
+            LearnerCore::Follower(f) => f.revalidate(session_id, timeout_ms),
+            LearnerCore::Observer(o) => o.revalidate(session_id, timeout_ms),
+        }
+    }
+    fn touch_session(&mut self, touch: SessionTouch) -> Result<(), ZabError> {
+        match self {
+            LearnerCore::Follower(f) => f.touch_session(touch),
+            LearnerCore::Observer(o) => o.touch_session(touch),
+        }
+    }
 }
 
 struct LearnerRun<'a, L, E, M> {
@@ -743,9 +990,59 @@ struct LearnerRun<'a, L, E, M> {
     tx: mpsc::Sender<pb::QuorumPacket>,
     status: watch::Sender<NodeStatus>,
     leader: ServerId,
+    outbox: Outbox<LearnerEvent>,
+    /// Forwards and revalidations waiting for the learner to be up to date or for room in
+    /// the send queue (bounded by the inbox's capacity).
+    held: VecDeque<LearnerOp>,
+    room: usize,
 }
 
 impl<L: TxnLog, E: EpochStore, M: StateMachine> LearnerRun<'_, L, E, M> {
+    fn on_request(&mut self, core: &mut LearnerCore, op: LearnerOp) {
+        match op {
+            LearnerOp::Touch(touch) => {
+                if let Err(e) = core.touch_session(touch) {
+                    debug!(session_id = touch.session_id, error = %e, "session touch dropped");
+                }
+            }
+            other => self.held.push_back(other),
+        }
+    }
+
+    /// True when held requests wait only for room in the send queue.
+    fn waits_for_room(&self, core: &LearnerCore) -> bool {
+        !self.held.is_empty()
+            && !self.tx.is_closed()
+            && core.phase() == LearnerPhase::Broadcast
+            && self.tx.capacity() < self.room
+    }
+
+    /// Sends the held requests, in order, while up to date and the send queue has room.
+    fn send_held(&mut self, core: &mut LearnerCore) -> Result<Option<ZabError>, DriverError> {
+        while core.phase() == LearnerPhase::Broadcast && self.tx.capacity() >= self.room {
+            let Some(op) = self.held.pop_front() else {
+                break;
+            };
+            let out = match op {
+                LearnerOp::Forward(request) => core.forward_request(request),
+                LearnerOp::Revalidate {
+                    session_id,
+                    timeout_ms,
+                } => core.revalidate(session_id, timeout_ms),
+                LearnerOp::Touch(touch) => core.touch_session(touch).map(|()| Vec::new()),
+            };
+            match out {
+                Ok(out) => {
+                    if let Some(reason) = self.execute(out)? {
+                        return Ok(Some(reason));
+                    }
+                }
+                Err(e) => warn!(error = %e, "request to the leader refused"),
+            }
+        }
+        Ok(None)
+    }
+
     fn execute(&mut self, out: Vec<Command>) -> Result<Option<ZabError>, DriverError> {
         for cmd in out {
             let Some(cmd) = self.storage.execute(cmd)? else {
@@ -769,7 +1066,24 @@ impl<L: TxnLog, E: EpochStore, M: StateMachine> LearnerRun<'_, L, E, M> {
                     });
                 }
                 Command::GoLooking { reason } => return Ok(Some(reason)),
-                Command::RevalidateReply { .. } | Command::SyncReply { .. } => {}
+                Command::RevalidateReply {
+                    session_id,
+                    timeout_ms,
+                    valid,
+                } => self.outbox.push(LearnerEvent::RevalidateReply {
+                    session_id,
+                    timeout_ms,
+                    valid,
+                }),
+                Command::SyncReply {
+                    session_id,
+                    cxid,
+                    zxid,
+                } => self.outbox.push(LearnerEvent::SyncReply {
+                    session_id,
+                    cxid,
+                    zxid,
+                }),
                 other => {
                     return Err(DriverError::Storage(format!(
                         "unexpected command {other:?}"

@@ -378,7 +378,7 @@ impl<E: std::fmt::Debug> Outbox<E> {
 
     /// Waits for room in the server's channel, then sends the held events that fit.
     pub(crate) async fn flush(&mut self) {
-        let Some(tx) = &self.tx else {
+        let Some(tx) = self.tx.clone() else {
             return;
         };
         match tx.reserve().await {

@@ -60,6 +60,7 @@ pub mod discovery;
 pub mod driver;
 pub mod error;
 pub mod follower;
+pub mod hooks;
 pub mod leader;
 pub mod learner;
 pub mod observer;
@@ -74,7 +75,7 @@ pub use follower::Follower;
 pub use leader::{Leader, LeaderPhase, LeaderStorage};
 pub use learner::{LearnerPhase, LearnerStorage};
 pub use observer::Observer;
-pub use state_machine::StateMachine;
+pub use state_machine::{Rollback, StateMachine};
 pub use sync::{History, SyncMode, SyncPlan, snapshot_packets};
 pub use types::{
     Config, Ensemble, ForwardedRequest, LearnerInfo, Packet, ServerId, SessionTouch, Txn, Zxid,
