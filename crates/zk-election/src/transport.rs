@@ -256,29 +256,29 @@ impl Shared {
             .take_until(replaced)
     }
 
-    /// Reads a peer's messages until the stream ends or fails.
-    async fn pump(&self, sid: Sid, mut inbound: Streaming<pb::ElectionMessage>) {
+    /// Reads a peer's messages until the stream ends; returns the error that ended it.
+    async fn pump(&self, sid: Sid, mut inbound: Streaming<pb::ElectionMessage>) -> Option<Status> {
         loop {
             let next = tokio::select! {
                 m = inbound.message() => m,
-                _ = self.stop.cancelled() => return,
+                _ = self.stop.cancelled() => return None,
             };
             match next {
                 Ok(Some(m)) => match decode(sid, m) {
                     Ok(n) => {
                         if self.events.send(TransportEvent::Received(n)).await.is_err() {
-                            return;
+                            return None;
                         }
                     }
                     Err(e) => warn!(peer = sid, error = %e, "bad election message dropped"),
                 },
                 Ok(None) => {
                     debug!(peer = sid, "election stream ended");
-                    return;
+                    return None;
                 }
                 Err(status) => {
                     warn!(peer = sid, %status, "election stream failed");
-                    return;
+                    return Some(status);
                 }
             }
         }
@@ -374,12 +374,22 @@ impl ElectionService {
         }
         debug!(peer = sid, ?remote, "accepted election stream");
         let generation = shared.open(sid, link).await;
-        let out = shared.outbound(link, Some(generation), None).map(Ok);
+        // An error on the inbound half (e.g. a message over the size limit) is sent back
+        // as the last item of the outbound half, so the peer sees why the stream ended.
+        let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<Status>();
+        let failed =
+            futures::stream::once(failed_rx).filter_map(|r| async move { r.ok().map(Err) });
+        let out = shared
+            .outbound(link, Some(generation), None)
+            .map(Ok)
+            .chain(failed);
         let reader = shared.clone();
         let span = tracing::Span::current();
         tokio::spawn(
             async move {
-                reader.pump(sid, inbound).await;
+                if let Some(status) = reader.pump(sid, inbound).await {
+                    let _ = failed_tx.send(status);
+                }
                 if let Some(link) = reader.peers.get(&sid) {
                     reader.close(sid, link, generation).await;
                     // Ends our outbound half too.
@@ -482,7 +492,7 @@ async fn dial_once<D: Dialer>(shared: &Arc<Shared>, sid: Sid, link: &PeerLink, d
             "concurrent election streams; keeping the newest"
         );
     }
-    shared.pump(sid, inbound).await;
+    let _ = shared.pump(sid, inbound).await;
     shared.close(sid, link, generation).await;
     link.generation.send_modify(|g| {
         if *g == generation {

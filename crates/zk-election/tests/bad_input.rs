@@ -212,3 +212,29 @@ async fn election_alg_other_than_3_is_refused_at_start() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_on_an_accepted_stream_is_sent_back() -> anyhow::Result<()> {
+    common::init_tracing();
+    let mut c = Cluster::bind(&[1, 2, 3], &[]).await?;
+    c.start(1).await?;
+    let (tx, r) = open(&c, 1, vec![hello(3)]).await?;
+    let mut inbound = r?.into_inner();
+    // Over the 64 KiB limit, after the stream was accepted.
+    let mut huge = hello(3);
+    if let Some(Msg::Hello(h)) = huge.msg.as_mut() {
+        h.election_address = "x".repeat(100 * 1024);
+    }
+    tx.send(huge).await?;
+    let end = tokio::time::timeout(common::HANG_GUARD, async {
+        loop {
+            match inbound.message().await {
+                Ok(Some(_)) => continue,
+                other => return other,
+            }
+        }
+    })
+    .await?;
+    assert_eq!(end.err().map(|s| s.code()), Some(Code::OutOfRange));
+    Ok(())
+}

@@ -2,6 +2,7 @@
 
 mod common;
 
+use anyhow::Context;
 use common::{Cluster, inputs, one_leader};
 use zk_election::PeerState;
 
@@ -135,5 +136,18 @@ async fn the_highest_zxid_wins_even_when_it_starts_last() -> anyhow::Result<()> 
     assert_eq!((d3[&3].leader(), d4.leader(), d5.leader()), (3, 3, 3));
     assert_eq!(d3[&3].state, PeerState::Leading);
     assert_eq!(d4.state, PeerState::Following);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outgoing_connections_come_from_the_nodes_own_address() -> anyhow::Result<()> {
+    common::init_tracing();
+    // Node 2 runs on 127.0.0.2; "node 1" is a bare listener on 127.0.0.1 that only
+    // records who connects (the larger sid dials the smaller).
+    let mut c = Cluster::bind(&[1, 2], &[]).await?;
+    c.start(2).await?;
+    let node1 = c.take_listener(1).context("listener")?;
+    let (_stream, peer) = tokio::time::timeout(common::HANG_GUARD, node1.accept()).await??;
+    assert_eq!(peer.ip(), std::net::IpAddr::from([127, 0, 0, 2]));
     Ok(())
 }

@@ -102,6 +102,11 @@ impl Cluster {
         Ok(())
     }
 
+    /// Takes a member's reserved listener (when the test plays that member itself).
+    pub fn take_listener(&mut self, sid: Sid) -> Option<tokio::net::TcpListener> {
+        self.listeners.remove(&sid)
+    }
+
     /// Stops a node (drops it: listener, streams and election task end).
     pub fn stop(&mut self, sid: Sid) {
         self.nodes.remove(&sid);
