@@ -72,6 +72,8 @@ pub struct ConnHandle {
     /// Its queue. Unbounded, but bounded in practice: replies by the connection's cap on
     /// outstanding requests, events by the watches the session set.
     pub tx: mpsc::UnboundedSender<Outbound>,
+    /// Its counters (`cons`).
+    pub stats: Arc<ConnStats>,
 }
 
 /// The node's role as `srvr` reports it.
@@ -131,6 +133,12 @@ pub struct ServerStats {
     pub flush_total_us: AtomicU64,
     /// Connections accepted since start.
     pub connections_accepted: AtomicU64,
+    /// Latencies of requests answered without a txn (`readlatency`).
+    pub read_latency: crate::metrics::Histogram,
+    /// Latencies of requests that went through a txn (`updatelatency`).
+    pub update_latency: crate::metrics::Histogram,
+    /// Ensemble counters, fed by election and Zab.
+    pub quorum: crate::metrics::QuorumStats,
 }
 
 impl ServerStats {
@@ -142,7 +150,18 @@ impl ServerStats {
         self.latency_min_us.fetch_min(us, Ordering::Relaxed);
     }
 
-    /// Resets the latency and packet counters (`srst`).
+    /// Records one answered request (`write`: it went through a txn) that took `us` µs.
+    pub fn record_request(&self, us: u64, write: bool) {
+        self.record_latency(us);
+        if write {
+            self.update_latency.record(us);
+        } else {
+            self.read_latency.record(us);
+        }
+    }
+
+    /// Resets the latency and packet counters (`srst`); the histograms `/metrics` exports
+    /// keep counting.
     pub fn reset(&self) {
         for c in [
             &self.packets_received,
@@ -566,10 +585,8 @@ impl Shared {
                 if r.path.contains('\0') {
                     return Err(ErrorCode::BadArguments);
                 }
+                // ZooKeeper 3.8 answers exists without an ACL check.
                 let node = tree.get(&r.path);
-                if let Some(n) = &node {
-                    check_read(n.acl())?;
-                }
                 if r.watch {
                     self.watches().add_data_watch(session, &r.path);
                 }
@@ -655,23 +672,22 @@ impl Shared {
                     .collect(),
             })),
             Request::CheckWatches(r) => {
-                let kind =
-                    WatcherType::try_from(r.watcher_type).map_err(|_| ErrorCode::BadArguments)?;
+                let kind = removable_watcher_type(r.watcher_type)?;
                 self.watches()
                     .check(session, &r.path, kind)
                     .map(|()| Response::Empty)
                     .map_err(|e| e.code())
             }
             Request::RemoveWatches(r) => {
-                let kind =
-                    WatcherType::try_from(r.watcher_type).map_err(|_| ErrorCode::BadArguments)?;
+                let kind = removable_watcher_type(r.watcher_type)?;
                 self.watches()
                     .remove(session, &r.path, kind)
                     .map(|()| Response::Empty)
                     .map_err(|e| e.code())
             }
             Request::AddWatch(r) => {
-                let mode = r.watch_mode().map_err(|_| ErrorCode::BadArguments)?;
+                // An unknown mode fails in ZooKeeper while the request is read.
+                let mode = r.watch_mode().map_err(|_| ErrorCode::MarshallingError)?;
                 self.watches().add_watch(session, &r.path, mode);
                 Ok(Response::Error(ErrorResponse { err: 0 }))
             }
@@ -762,6 +778,15 @@ pub fn sync_reply(cxid: i32, zxid: Zxid, path: String) -> ReplyPacket {
         ErrorCode::Ok,
         Response::Sync(zk_proto::jute::SyncResponse { path }),
     )
+}
+
+/// The watcher type of checkWatches/removeWatches. ZooKeeper 3.8 knows children (1), data
+/// (2) and any (3) only; another value fails while the request is read (MarshallingError).
+fn removable_watcher_type(t: i32) -> Result<WatcherType, ErrorCode> {
+    match WatcherType::try_from(t) {
+        Ok(kind @ (WatcherType::Children | WatcherType::Data | WatcherType::Any)) => Ok(kind),
+        _ => Err(ErrorCode::MarshallingError),
+    }
 }
 
 /// The wire form of a watch event.
