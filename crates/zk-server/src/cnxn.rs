@@ -13,6 +13,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,16 +24,16 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::codec::Framed;
 use tracing::Instrument;
-use zk_proto::data::{ErrorCode, Id, KeeperState};
+use zk_proto::data::{ErrorCode, Id, OpCode};
 use zk_proto::jute::{
     AUTH_XID, ConnectRequest, ConnectResponse, Inbound, JuteCodec, PASSWORD_LEN, Record,
-    ReplyPacket, Request, RequestPacket, Response, ServerCodec,
+    ReplyPacket, Request, RequestHeader, RequestPacket, Response, ServerCodec,
 };
 
 use crate::acl::{self, AuthProviders};
 use crate::pipeline::{Submitter, WriteOp};
 use crate::prep::PrepInput;
-use crate::server::{ConnHandle, Outbound, Shared, is_read, state_event};
+use crate::server::{ConnHandle, Outbound, Shared, is_read};
 use crate::session;
 
 /// How long a fresh connection may take to send its first frame.
@@ -188,6 +189,9 @@ pub async fn handle(
         session
     } else {
         let session = connect.session_id;
+        // ZooKeeper closes the session's current connection before it looks at the
+        // password or the expiry (`processConnectRequest`, CLIENT_RECONNECT).
+        shared.send_to(session, Outbound::Close);
         let valid = session::check_password(session, &connect.passwd)
             && shared.revalidate(session, timeout_ms).await;
         if !valid {
@@ -253,6 +257,12 @@ enum Pending {
         request: Request,
         at: Instant,
     },
+    /// A read whose body could not be decoded, answered with `err` in its turn.
+    Failed {
+        xid: i32,
+        err: ErrorCode,
+        at: Instant,
+    },
 }
 
 struct Session {
@@ -275,18 +285,11 @@ impl Session {
         let cap = self.shared.config.global_outstanding_limit.max(1) as usize;
         loop {
             let can_read = self.pending.len() < cap;
+            // Biased, messages first: an event (or reply) queued for this connection
+            // before the client's next request arrived goes out before that request's
+            // answer, as ZooKeeper orders them.
             tokio::select! {
-                frame = framed.next(), if can_read => {
-                    let Some(frame) = frame else { return Ok(()) };
-                    let Inbound::Frame(frame) = frame? else {
-                        return Err(CnxnError::Closed("four-letter word after the handshake".into()));
-                    };
-                    let mut body = frame.freeze();
-                    let packet = RequestPacket::decode(&mut body)?;
-                    if self.on_request(framed, packet).await? {
-                        return Ok(());
-                    }
-                }
+                biased;
                 out = rx.recv() => {
                     let Some(out) = out else { return Ok(()) };
                     if self.on_outbound(framed, out).await? {
@@ -299,6 +302,26 @@ impl Session {
                             flush(framed).await?;
                             return Ok(());
                         }
+                    }
+                }
+                frame = framed.next(), if can_read => {
+                    let Some(frame) = frame else { return Ok(()) };
+                    let Inbound::Frame(frame) = frame? else {
+                        return Err(CnxnError::Closed("four-letter word after the handshake".into()));
+                    };
+                    let mut body = frame.freeze();
+                    let header = RequestHeader::decode(&mut body)?;
+                    match Request::decode_type(header.op, &mut body) {
+                        Ok(request) => {
+                            let packet = RequestPacket::new(header.xid, request);
+                            if self.on_request(framed, packet).await? {
+                                // What the request queued (an AuthFailed reply) goes out
+                                // before the connection closes.
+                                flush(framed).await?;
+                                return Ok(());
+                            }
+                        }
+                        Err(e) => self.on_malformed(framed, header, e).await?,
                     }
                 }
             }
@@ -347,12 +370,13 @@ impl Session {
                         ReplyPacket::new(AUTH_XID, 0, ErrorCode::Ok, Response::Empty)
                     }
                     Err(e) => {
+                        // ZooKeeper sends the AuthFailed reply and closes the connection
+                        // (no event: the client makes its own AuthFailed event).
                         tracing::info!(remote = %self.remote, scheme = %auth.scheme, "authentication failed");
                         framed
                             .feed(&ReplyPacket::new(AUTH_XID, 0, e.code(), Response::Empty))
                             .await?;
-                        framed.feed(&state_event(KeeperState::AuthFailed)).await?;
-                        self.count_sent(2);
+                        self.count_sent(1);
                         return Ok(true);
                     }
                 };
@@ -413,6 +437,93 @@ impl Session {
         }
     }
 
+    /// A request whose header decoded but whose body did not. As in ZooKeeper, a write
+    /// becomes an error txn (`MarshallingError`, with a zxid) and a read is answered with
+    /// `MarshallingError`; the connection stays open. Anything else closes it.
+    async fn on_malformed(
+        &mut self,
+        framed: &mut Conn,
+        header: RequestHeader,
+        error: zk_proto::jute::JuteError,
+    ) -> Result<(), CnxnError> {
+        let Ok(op) = OpCode::try_from(header.op) else {
+            return Err(error.into());
+        };
+        let stats = &self.shared.stats;
+        let at = Instant::now();
+        tracing::info!(remote = %self.remote, ?op, "undecodable request: {error}");
+        match op {
+            OpCode::Create
+            | OpCode::Create2
+            | OpCode::CreateContainer
+            | OpCode::CreateTtl
+            | OpCode::Delete
+            | OpCode::SetData
+            | OpCode::SetAcl
+            | OpCode::Check
+            | OpCode::Multi
+            | OpCode::Reconfig => {
+                stats.packets_received.fetch_add(1, Ordering::Relaxed);
+                stats.outstanding.fetch_add(1, Ordering::Relaxed);
+                self.pending.push_back(Pending::Write {
+                    xid: header.xid,
+                    at,
+                });
+                let op = WriteOp::Prep(PrepInput::Malformed {
+                    session: self.session,
+                    cxid: header.xid,
+                });
+                if self.submitter.send(op).await.is_err() {
+                    return Err(CnxnError::Closed("write pipeline stopped".into()));
+                }
+                Ok(())
+            }
+            OpCode::Exists
+            | OpCode::GetData
+            | OpCode::GetChildren
+            | OpCode::GetChildren2
+            | OpCode::GetAcl
+            | OpCode::Sync
+            | OpCode::GetAllChildrenNumber
+            | OpCode::GetEphemerals
+            | OpCode::MultiRead
+            | OpCode::CheckWatches
+            | OpCode::RemoveWatches
+            | OpCode::AddWatch => {
+                stats.packets_received.fetch_add(1, Ordering::Relaxed);
+                stats.outstanding.fetch_add(1, Ordering::Relaxed);
+                let err = ErrorCode::MarshallingError;
+                if self.pending.is_empty() {
+                    self.answer_failed(framed, header.xid, err, at).await
+                } else {
+                    self.pending.push_back(Pending::Failed {
+                        xid: header.xid,
+                        err,
+                        at,
+                    });
+                    Ok(())
+                }
+            }
+            _ => Err(error.into()),
+        }
+    }
+
+    async fn answer_failed(
+        &mut self,
+        framed: &mut Conn,
+        xid: i32,
+        err: ErrorCode,
+        at: Instant,
+    ) -> Result<(), CnxnError> {
+        let zxid = self.shared.last_processed_zxid();
+        framed
+            .feed(&ReplyPacket::new(xid, zxid, err, Response::Empty))
+            .await?;
+        self.count_sent(1);
+        self.finished(at);
+        Ok(())
+    }
+
     async fn answer_read(
         &mut self,
         framed: &mut Conn,
@@ -461,9 +572,16 @@ impl Session {
                 framed.feed(&p).await?;
                 self.count_sent(1);
                 // The reads queued behind that write can go now.
-                while let Some(Pending::Read { .. }) = self.pending.front() {
-                    if let Some(Pending::Read { xid, request, at }) = self.pending.pop_front() {
-                        self.answer_read(framed, xid, &request, at).await?;
+                while let Some(Pending::Read { .. } | Pending::Failed { .. }) = self.pending.front()
+                {
+                    match self.pending.pop_front() {
+                        Some(Pending::Read { xid, request, at }) => {
+                            self.answer_read(framed, xid, &request, at).await?;
+                        }
+                        Some(Pending::Failed { xid, err, at }) => {
+                            self.answer_failed(framed, xid, err, at).await?;
+                        }
+                        _ => break,
                     }
                 }
             }

@@ -71,6 +71,15 @@ pub enum PrepInput {
         /// The close request's xid.
         cxid: i32,
     },
+    /// A write whose body could not be decoded: ZooKeeper's prep stage fails to read it
+    /// and logs an error txn (`MarshallingError`), which takes a zxid and answers the
+    /// client in order.
+    Malformed {
+        /// Session of the client.
+        session: i64,
+        /// The client's xid.
+        cxid: i32,
+    },
     /// The container manager removes an empty container or an expired TTL node.
     DeleteContainer {
         /// The node.
@@ -278,6 +287,12 @@ impl Prep {
                     }),
                 )
             }
+            PrepInput::Malformed { session, cxid } => (
+                *session,
+                *cxid,
+                OpCode::Error,
+                Err(ErrorCode::MarshallingError),
+            ),
             PrepInput::DeleteContainer { path } => (
                 0,
                 0,
@@ -767,6 +782,28 @@ mod tests {
             (e.header.op, e.header.client_id, e.header.cxid),
             (OpCode::Error, 1, 7)
         );
+    }
+
+    #[test]
+    fn malformed_write_is_an_error_txn_of_its_client() {
+        let mut h = Harness::new();
+        h.zxid += 1;
+        let input = PrepInput::Malformed {
+            session: 5,
+            cxid: 9,
+        };
+        let e = h.prep.prep(&h.tree, &mut h.sessions, &input, h.zxid, 1_000);
+        assert_eq!(
+            (
+                e.header.op,
+                e.header.client_id,
+                e.header.cxid,
+                e.header.zxid
+            ),
+            (OpCode::Error, 5, 9, h.zxid)
+        );
+        assert_eq!(error_of(&e), Some(ErrorCode::MarshallingError));
+        assert_eq!(h.prep.outstanding(), 0);
     }
 
     #[test]
