@@ -186,7 +186,7 @@ async fn elect(c: &MemCluster, sids: &[Sid]) -> anyhow::Result<Vec<zk_election::
             .await?;
         anyhow::Ok(d)
     });
-    Ok(tokio::time::timeout(common::HANG_GUARD, futures::future::try_join_all(runs)).await??)
+    tokio::time::timeout(common::HANG_GUARD, futures::future::try_join_all(runs)).await?
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
