@@ -1,0 +1,651 @@
+//! The server hooks of the driver, 3 nodes over gRPC on 127.0.0.1–3 with in-memory logs:
+//! forwarded writes, forwarded `sync`, session touches, revalidation, and the rollback of
+//! a restarted learner's state machine after TRUNC.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, bail, ensure};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use tokio::sync::{mpsc, oneshot, watch};
+use zk_proto::zxid::make;
+use zk_quorum::driver::{
+    DriverOptions, LeaderClient, LeaderEvent, LearnerClient, LearnerEvent, NodeStatus, NodeStorage,
+    PendingCommit, Stopped, run_leader, run_learner_with,
+};
+use zk_quorum::transport::{TcpDialer, bind_local};
+use zk_quorum::{Config, Ensemble, ForwardedRequest, Rollback, StateMachine, Txn, Zxid};
+use zk_storage::log::{LogError, LogIter, LogRecord, MemEpochStore, MemTxnLog, TxnLog};
+
+/// ZooKeeper's op code of `sync`.
+const OP_SYNC: i32 = 9;
+/// ZooKeeper's op code of `create`.
+const OP_CREATE: i32 = 1;
+
+/// Every applied txn in order; its "durable snapshot" is what `restore` installed.
+#[derive(Default, Debug, Clone, PartialEq, Eq)]
+struct ListMachine {
+    txns: Vec<(Zxid, Bytes)>,
+    snapshot: Vec<(Zxid, Bytes)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("corrupt snapshot or log")]
+struct Corrupt;
+
+impl StateMachine for ListMachine {
+    type Error = Corrupt;
+    fn applied_zxid(&self) -> Zxid {
+        self.txns.last().map_or(0, |t| t.0)
+    }
+    fn apply(&mut self, txn: &Txn) -> Result<(), Corrupt> {
+        self.txns.push((txn.zxid, txn.data.clone()));
+        Ok(())
+    }
+    fn snapshot(&self, max_chunk_bytes: usize) -> Result<Vec<Bytes>, Corrupt> {
+        let mut b = BytesMut::new();
+        for (z, d) in &self.txns {
+            b.put_i64(*z);
+            b.put_u32(d.len() as u32);
+            b.put_slice(d);
+        }
+        let mut all = b.freeze();
+        let mut out = Vec::new();
+        while all.len() > max_chunk_bytes.max(1) {
+            out.push(all.split_to(max_chunk_bytes.max(1)));
+        }
+        out.push(all);
+        Ok(out)
+    }
+    fn restore(&mut self, zxid: Zxid, chunks: &[Bytes]) -> Result<(), Corrupt> {
+        let mut b: Bytes = chunks.concat().into();
+        let mut txns = Vec::new();
+        while b.has_remaining() {
+            if b.remaining() < 12 {
+                return Err(Corrupt);
+            }
+            let z = b.get_i64();
+            let len = b.get_u32() as usize;
+            if b.remaining() < len {
+                return Err(Corrupt);
+            }
+            txns.push((z, b.split_to(len)));
+        }
+        if txns.last().map_or(0, |t| t.0) != zxid {
+            return Err(Corrupt);
+        }
+        self.snapshot = txns.clone();
+        self.txns = txns;
+        Ok(())
+    }
+    /// Reloads the snapshot and replays the log up to `to`, as ZooKeeper reloads its
+    /// database after truncating its log.
+    fn rollback(&mut self, to: Zxid, log: &dyn TxnLog) -> Result<Rollback, Corrupt> {
+        let mut txns: Vec<_> = self
+            .snapshot
+            .iter()
+            .filter(|t| t.0 <= to)
+            .cloned()
+            .collect();
+        let after = txns.last().map_or(0, |t| t.0);
+        for r in log.read_from(after + 1).map_err(|_| Corrupt)? {
+            let r = r.map_err(|_| Corrupt)?;
+            if r.zxid > to {
+                break;
+            }
+            txns.push((r.zxid, Bytes::from(r.payload)));
+        }
+        self.txns = txns;
+        Ok(Rollback::Done)
+    }
+}
+
+/// An in-memory log whose `sync` reports nothing durable beyond `ceiling`, to hold
+/// proposals uncommitted.
+#[derive(Debug)]
+struct GatedLog {
+    inner: MemTxnLog,
+    ceiling: Arc<AtomicI64>,
+}
+
+impl TxnLog for GatedLog {
+    fn append(&mut self, zxid: Zxid, payload: &[u8]) -> Result<(), LogError> {
+        self.inner.append(zxid, payload)
+    }
+    fn append_batch(&mut self, records: &[(Zxid, &[u8])]) -> Result<(), LogError> {
+        self.inner.append_batch(records)
+    }
+    fn sync(&mut self) -> Result<Option<Zxid>, LogError> {
+        let durable = self.inner.sync()?;
+        Ok(durable.map(|z| z.min(self.ceiling.load(Ordering::SeqCst))))
+    }
+    fn durable_zxid(&self) -> Option<Zxid> {
+        self.inner.durable_zxid()
+    }
+    fn last_zxid(&self) -> Result<Option<Zxid>, LogError> {
+        self.inner.last_zxid()
+    }
+    fn first_zxid(&self) -> Result<Option<Zxid>, LogError> {
+        self.inner.first_zxid()
+    }
+    fn get(&self, zxid: Zxid) -> Result<Option<LogRecord>, LogError> {
+        self.inner.get(zxid)
+    }
+    fn read_from(&self, from: Zxid) -> Result<LogIter<'_>, LogError> {
+        self.inner.read_from(from)
+    }
+    fn truncate_after(&mut self, zxid: Zxid) -> Result<u64, LogError> {
+        self.inner.truncate_after(zxid)
+    }
+    fn purge_before(&mut self, zxid: Zxid) -> Result<u64, LogError> {
+        self.inner.purge_before(zxid)
+    }
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+}
+
+type Storage<L> = NodeStorage<L, MemEpochStore, ListMachine>;
+
+fn mem_storage() -> Storage<MemTxnLog> {
+    NodeStorage::new(
+        MemTxnLog::new(),
+        MemEpochStore::new(),
+        ListMachine::default(),
+        0,
+    )
+}
+
+fn gated_storage(ceiling: &Arc<AtomicI64>) -> Storage<GatedLog> {
+    let log = GatedLog {
+        inner: MemTxnLog::new(),
+        ceiling: ceiling.clone(),
+    };
+    NodeStorage::new(log, MemEpochStore::new(), ListMachine::default(), 0)
+}
+
+/// What a server does on restart: a fresh state machine that replays the whole log,
+/// committed or not, and storage that knows only `log_base` (0) as committed.
+fn restart(st: Storage<MemTxnLog>) -> anyhow::Result<Storage<MemTxnLog>> {
+    let mut machine = ListMachine::default();
+    for r in st.log.read_from(1)? {
+        let r = r?;
+        machine.apply(&Txn::new(r.zxid, r.payload))?;
+    }
+    Ok(NodeStorage::new(st.log, st.epochs, machine, 0))
+}
+
+fn ip(n: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(127, 0, 0, n))
+}
+
+fn options() -> DriverOptions {
+    DriverOptions {
+        tick_time: Duration::from_millis(100),
+        learner_queue: 256,
+        connect_timeout: Duration::from_secs(2),
+    }
+}
+
+const WAIT: Duration = Duration::from_secs(20);
+
+type Task<L> = tokio::task::JoinHandle<anyhow::Result<(Stopped, Storage<L>)>>;
+
+struct Node<L> {
+    status: watch::Receiver<NodeStatus>,
+    stop: oneshot::Sender<()>,
+    task: Task<L>,
+}
+
+impl<L> Node<L> {
+    async fn wait_applied(&mut self, zxid: Zxid) -> anyhow::Result<()> {
+        tokio::time::timeout(
+            WAIT,
+            self.status.wait_for(|s| s.serving && s.applied >= zxid),
+        )
+        .await
+        .context("timed out waiting for the node to apply")??;
+        Ok(())
+    }
+
+    async fn stop(self) -> anyhow::Result<(Stopped, Storage<L>)> {
+        let _ = self.stop.send(());
+        tokio::time::timeout(WAIT, self.task).await??
+    }
+}
+
+struct LeaderNode<L> {
+    node: Node<L>,
+    addr: String,
+    client: LeaderClient,
+    events: mpsc::Receiver<LeaderEvent>,
+}
+
+impl<L> LeaderNode<L> {
+    async fn next_event(&mut self) -> anyhow::Result<LeaderEvent> {
+        tokio::time::timeout(WAIT, self.events.recv())
+            .await
+            .context("timed out waiting for a leader event")?
+            .context("the leader's event channel closed")
+    }
+}
+
+struct LearnerNode<L> {
+    node: Node<L>,
+    client: LearnerClient,
+    events: mpsc::Receiver<LearnerEvent>,
+}
+
+impl<L> LearnerNode<L> {
+    async fn next_event(&mut self) -> anyhow::Result<LearnerEvent> {
+        tokio::time::timeout(WAIT, self.events.recv())
+            .await
+            .context("timed out waiting for a learner event")?
+            .context("the learner's event channel closed")
+    }
+}
+
+async fn start_leader<L: TxnLog + Send + 'static>(
+    config: Config,
+    mut st: Storage<L>,
+) -> anyhow::Result<LeaderNode<L>> {
+    let (incoming, addr) = bind_local(ip(1), 0).await?;
+    let (client, inbox) = LeaderClient::new(64);
+    let (events_tx, events) = mpsc::channel(64);
+    let (status_tx, status) = watch::channel(NodeStatus::default());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let shutdown = async {
+            let _ = stopped.await;
+        };
+        let why = run_leader(
+            1,
+            config,
+            Ensemble::new([1, 2, 3], []),
+            options(),
+            &mut st,
+            incoming,
+            inbox.with_events(events_tx),
+            status_tx,
+            shutdown,
+        )
+        .await?;
+        Ok((why, st))
+    });
+    Ok(LeaderNode {
+        node: Node { status, stop, task },
+        addr: addr.to_string(),
+        client,
+        events,
+    })
+}
+
+fn start_learner<L: TxnLog + Send + 'static>(
+    id: u64,
+    addr: String,
+    config: Config,
+    mut st: Storage<L>,
+) -> LearnerNode<L> {
+    let (client, inbox) = LearnerClient::new(16);
+    let (events_tx, events) = mpsc::channel(64);
+    let (status_tx, status) = watch::channel(NodeStatus::default());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let dialer = TcpDialer {
+            local_ip: Some(ip(id as u8)),
+        };
+        let shutdown = async {
+            let _ = stopped.await;
+        };
+        let why = run_learner_with(
+            id,
+            1,
+            &addr,
+            false,
+            config,
+            options(),
+            &mut st,
+            dialer,
+            inbox.with_events(events_tx),
+            status_tx,
+            shutdown,
+        )
+        .await?;
+        Ok((why, st))
+    });
+    LearnerNode {
+        node: Node { status, stop, task },
+        client,
+        events,
+    }
+}
+
+fn client_request(session_id: i64, cxid: i32, op_type: i32, body: &str) -> ForwardedRequest {
+    ForwardedRequest {
+        session_id,
+        cxid,
+        op_type,
+        request: Bytes::from(body.to_owned()),
+        auth: vec![("digest".into(), "user:hash".into())],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_writes_are_proposed_in_order_and_applied_everywhere() -> anyhow::Result<()> {
+    let config = Config::default();
+    let mut leader = start_leader(config.clone(), mem_storage()).await?;
+    let mut f2 = start_learner(2, leader.addr.clone(), config.clone(), mem_storage());
+    let mut f3 = start_learner(3, leader.addr.clone(), config.clone(), mem_storage());
+
+    // Sent before the followers are synced: held, then forwarded once they are.
+    for cxid in 0..3 {
+        f2.client
+            .forward(client_request(2, cxid, OP_CREATE, &format!("early {cxid}")))
+            .await?;
+    }
+    leader.node.wait_applied(0).await?;
+    f2.node.wait_applied(0).await?;
+    f3.node.wait_applied(0).await?;
+    let (c2, c3) = (f2.client.clone(), f3.client.clone());
+    let senders = tokio::spawn(async move {
+        for cxid in 3..33 {
+            c2.forward(client_request(2, cxid, OP_CREATE, &format!("w {cxid}")))
+                .await?;
+            c3.forward(client_request(3, cxid, OP_CREATE, &format!("w {cxid}")))
+                .await?;
+        }
+        anyhow::Ok(())
+    });
+
+    // The server side of the leader: every forwarded request becomes a txn, submitted
+    // without waiting for the previous one to commit.
+    let mut next_cxid = [0, 0, 0, 3];
+    let mut submitted = Vec::new();
+    let mut commits: Vec<PendingCommit> = Vec::new();
+    while submitted.len() < 63 {
+        let LeaderEvent::Request { from, request } = leader.next_event().await? else {
+            continue;
+        };
+        ensure!(request.op_type == OP_CREATE && request.session_id == from as i64);
+        ensure!(request.auth == vec![("digest".to_owned(), "user:hash".to_owned())]);
+        let expected = next_cxid
+            .get_mut(from as usize)
+            .context("request from an unknown learner")?;
+        ensure!(
+            request.cxid == *expected,
+            "learner {from}: cxid {} arrived, expected {expected}",
+            request.cxid
+        );
+        *expected += 1;
+        let txn = Bytes::from(format!(
+            "{from}/{}/{}",
+            request.cxid,
+            String::from_utf8_lossy(&request.request)
+        ));
+        commits.push(leader.client.submit(txn.clone()).await?);
+        submitted.push(txn);
+    }
+    senders.await??;
+    let mut zxids = Vec::new();
+    for c in commits {
+        zxids.push(tokio::time::timeout(WAIT, c).await??);
+    }
+    ensure!(
+        zxids.windows(2).all(|w| w[0] < w[1]),
+        "proposed out of submit order: {zxids:x?}"
+    );
+    let last = *zxids.last().context("nothing committed")?;
+    ensure!(last == make(1, 63));
+    f2.node.wait_applied(last).await?;
+    f3.node.wait_applied(last).await?;
+
+    let (_, st2) = f2.node.stop().await?;
+    let (_, st3) = f3.node.stop().await?;
+    let (_, st1) = leader.node.stop().await?;
+    let applied: Vec<Bytes> = st1.machine.txns.iter().map(|t| t.1.clone()).collect();
+    assert_eq!(applied, submitted);
+    assert_eq!(st2.machine.txns, st1.machine.txns);
+    assert_eq!(st3.machine.txns, st1.machine.txns);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarded_sync_is_answered_after_earlier_proposals_commit() -> anyhow::Result<()> {
+    let config = Config::default();
+    let ceiling = Arc::new(AtomicI64::new(i64::MAX));
+    let mut leader = start_leader(config.clone(), gated_storage(&ceiling)).await?;
+    let mut f2 = start_learner(
+        2,
+        leader.addr.clone(),
+        config.clone(),
+        gated_storage(&ceiling),
+    );
+    let mut f3 = start_learner(
+        3,
+        leader.addr.clone(),
+        config.clone(),
+        gated_storage(&ceiling),
+    );
+    leader.node.wait_applied(0).await?;
+    let first = leader.client.propose(Bytes::from_static(b"first")).await?;
+    f2.node.wait_applied(first).await?;
+
+    // With nothing pending, a sync is answered at once with the last commit.
+    f2.client
+        .forward(client_request(7, 1, OP_SYNC, "/"))
+        .await?;
+    let LeaderEvent::Request { from, request } = leader.next_event().await? else {
+        bail!("expected the forwarded sync");
+    };
+    assert_eq!((from, request.op_type, request.cxid), (2, OP_SYNC, 1));
+    leader
+        .client
+        .sync(from, request.session_id, request.cxid)
+        .await?;
+    assert_eq!(
+        f2.next_event().await?,
+        LearnerEvent::SyncReply {
+            session_id: 7,
+            cxid: 1,
+            zxid: first
+        }
+    );
+
+    // Nothing becomes durable on any node any more: the next proposal cannot commit.
+    ceiling.store(first, Ordering::SeqCst);
+    let mut pending = leader.client.submit(Bytes::from_static(b"pending")).await?;
+    f2.client
+        .forward(client_request(7, 2, OP_SYNC, "/"))
+        .await?;
+    let LeaderEvent::Request { from, request } = leader.next_event().await? else {
+        bail!("expected the forwarded sync");
+    };
+    leader
+        .client
+        .sync(from, request.session_id, request.cxid)
+        .await?;
+    let early = tokio::time::timeout(Duration::from_millis(500), f2.events.recv()).await;
+    assert!(
+        early.is_err(),
+        "sync answered before the proposal committed: {early:?}"
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(10), &mut pending)
+            .await
+            .is_err()
+    );
+
+    // Durability again; the next flush covers the pending proposal too.
+    ceiling.store(i64::MAX, Ordering::SeqCst);
+    let nudge = leader.client.submit(Bytes::from_static(b"nudge")).await?;
+    let pending_zxid = tokio::time::timeout(WAIT, pending).await??;
+    let LearnerEvent::SyncReply {
+        session_id,
+        cxid,
+        zxid,
+    } = f2.next_event().await?
+    else {
+        bail!("expected a sync reply");
+    };
+    assert_eq!((session_id, cxid), (7, 2));
+    assert!(zxid >= pending_zxid, "{zxid:#x} < {pending_zxid:#x}");
+    // The COMMITs precede the answer on the stream: the follower applied them first.
+    assert!(f2.node.status.borrow().applied >= pending_zxid);
+    let nudge_zxid = tokio::time::timeout(WAIT, nudge).await??;
+    f3.node.wait_applied(nudge_zxid).await?;
+
+    let (_, st2) = f2.node.stop().await?;
+    let (_, st1) = leader.node.stop().await?;
+    let _ = f3.node.stop().await?;
+    let applied: Vec<&[u8]> = st2.machine.txns.iter().map(|t| t.1.as_ref()).collect();
+    assert_eq!(applied, [&b"first"[..], b"pending", b"nudge"]);
+    assert_eq!(st2.machine.txns, st1.machine.txns);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_touches_reach_the_leader() -> anyhow::Result<()> {
+    let config = Config::default();
+    let mut leader = start_leader(config.clone(), mem_storage()).await?;
+    let mut f2 = start_learner(2, leader.addr.clone(), config.clone(), mem_storage());
+    let f3 = start_learner(3, leader.addr.clone(), config.clone(), mem_storage());
+    f2.node.wait_applied(0).await?;
+    f3.client.touch(42, 5000)?;
+    f3.client.touch(43, 6000)?;
+    f3.client.touch(42, 5000)?;
+    let mut seen = std::collections::BTreeMap::new();
+    while seen.len() < 2 {
+        if let LeaderEvent::SessionTouches { from, touches } = leader.next_event().await? {
+            assert_eq!(from, 3);
+            for t in touches {
+                seen.insert(t.session_id, t.timeout_ms);
+            }
+        }
+    }
+    assert_eq!(seen, [(42, 5000), (43, 6000)].into_iter().collect());
+    let _ = f2.node.stop().await?;
+    let _ = f3.node.stop().await?;
+    let _ = leader.node.stop().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revalidation_round_trip() -> anyhow::Result<()> {
+    let config = Config::default();
+    let mut leader = start_leader(config.clone(), mem_storage()).await?;
+    let mut f2 = start_learner(2, leader.addr.clone(), config.clone(), mem_storage());
+    let f3 = start_learner(3, leader.addr.clone(), config.clone(), mem_storage());
+    f2.node.wait_applied(0).await?;
+    for (session_id, valid) in [(99, true), (100, false)] {
+        f2.client.revalidate(session_id, 4000).await?;
+        let event = loop {
+            match leader.next_event().await? {
+                e @ LeaderEvent::Revalidate { .. } => break e,
+                _ => continue,
+            }
+        };
+        assert_eq!(
+            event,
+            LeaderEvent::Revalidate {
+                from: 2,
+                session_id,
+                timeout_ms: 4000
+            }
+        );
+        leader
+            .client
+            .revalidate_reply(2, session_id, 4000, valid)
+            .await?;
+        assert_eq!(
+            f2.next_event().await?,
+            LearnerEvent::RevalidateReply {
+                session_id,
+                timeout_ms: 4000,
+                valid
+            }
+        );
+    }
+    let _ = f2.node.stop().await?;
+    let _ = f3.node.stop().await?;
+    let _ = leader.node.stop().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_learner_rolls_back_an_uncommitted_txn_after_trunc() -> anyhow::Result<()> {
+    let config = Config::default();
+    // Epoch 1: five writes committed on all three nodes.
+    let mut leader = start_leader(config.clone(), mem_storage()).await?;
+    let mut f2 = start_learner(2, leader.addr.clone(), config.clone(), mem_storage());
+    let mut f3 = start_learner(3, leader.addr.clone(), config.clone(), mem_storage());
+    leader.node.wait_applied(0).await?;
+    let mut last = 0;
+    for i in 0..5 {
+        last = leader
+            .client
+            .propose(Bytes::from(format!("e1 {i}")))
+            .await?;
+    }
+    f2.node.wait_applied(last).await?;
+    f3.node.wait_applied(last).await?;
+    let (_, st1) = leader.node.stop().await?;
+    let (_, st2) = f2.node.stop().await?;
+    let (_, mut st3) = f3.node.stop().await?;
+    ensure!(last == make(1, 5));
+
+    // Node 3 had logged a sixth proposal that never committed, then crashed; on restart
+    // every node replays its whole log.
+    let uncommitted = make(1, 6);
+    st3.log.append(uncommitted, b"never committed")?;
+    st3.log.sync()?;
+    let (st1, st2, st3) = (restart(st1)?, restart(st2)?, restart(st3)?);
+    assert_eq!(st3.machine.applied_zxid(), uncommitted);
+    assert_eq!(st3.committed_zxid(), 0);
+
+    // Epoch 2, led by node 1: node 3 is truncated to (1, 5) and rolls its state back.
+    let mut leader = start_leader(config.clone(), st1).await?;
+    let mut f2 = start_learner(2, leader.addr.clone(), config.clone(), st2);
+    let mut f3 = start_learner(3, leader.addr.clone(), config.clone(), st3);
+    leader.node.wait_applied(last).await?;
+    f2.node.wait_applied(last).await?;
+    f3.node.wait_applied(last).await?;
+    let s = *leader.node.status.borrow();
+    assert_eq!(
+        (s.syncs_diff, s.syncs_trunc, s.syncs_snap),
+        (1, 1, 0),
+        "{s:?}"
+    );
+    assert_eq!(f3.node.status.borrow().applied, last);
+    for i in 0..3 {
+        last = leader
+            .client
+            .propose(Bytes::from(format!("e2 {i}")))
+            .await?;
+    }
+    assert_eq!(last, make(2, 3));
+    f2.node.wait_applied(last).await?;
+    f3.node.wait_applied(last).await?;
+
+    let (_, st3) = f3.node.stop().await?;
+    let (_, st2) = f2.node.stop().await?;
+    let (_, st1) = leader.node.stop().await?;
+    assert_eq!(st3.log.get(uncommitted)?, None);
+    assert!(st3.machine.txns.iter().all(|t| t.0 != uncommitted));
+    let applied: Vec<String> = st3
+        .machine
+        .txns
+        .iter()
+        .map(|t| String::from_utf8_lossy(&t.1).into_owned())
+        .collect();
+    assert_eq!(
+        applied,
+        [
+            "e1 0", "e1 1", "e1 2", "e1 3", "e1 4", "e2 0", "e2 1", "e2 2"
+        ]
+    );
+    assert_eq!(st3.machine.txns, st1.machine.txns);
+    assert_eq!(st2.machine.txns, st1.machine.txns);
+    Ok(())
+}
