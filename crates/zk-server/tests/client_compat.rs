@@ -1,0 +1,1620 @@
+//! Client-compatibility tests: real `zk-server` processes on 127.0.0.1, driven by an
+//! independent client (the `zookeeper-client` crate) and by a raw jute client where the
+//! exact wire answer matters (error codes of malformed requests, null data, per-op multi
+//! results, session handshakes, bad frames).
+//!
+//! Every expected value here was taken from Apache ZooKeeper 3.8.0. To check them again,
+//! run the same tests against Apache ZooKeeper (Debian package `zookeeper`, Java 17):
+//!
+//! ```text
+//! ZK_TEST_TARGET=apache cargo nextest run -p zk-server --test client_compat
+//! ```
+//!
+//! which starts `org.apache.zookeeper.server.ZooKeeperServerMain` with the same `zoo.cfg`
+//! instead of our binary (see `common/mod.rs`). Without the variable (and in CI) the tests
+//! run against `target/debug/zk-server`.
+
+mod common;
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use common::raw::{self, Raw};
+use common::{Target, ZkServer, client, four_letter_word};
+use zk_proto::data::{Acl, ErrorCode, EventType, Id, KeeperState, perms};
+use zk_proto::jute::{
+    AddWatchRequest, CheckVersionRequest, CheckWatchesRequest, CreateRequest, DeleteRequest,
+    ErrorResponse, GetAclRequest, GetAllChildrenNumberRequest, GetChildrenRequest, GetDataRequest,
+    GetEphemeralsRequest, MultiOp, MultiResult, RemoveWatchesRequest, Request, Response,
+    SetAclRequest, SetDataRequest, SyncRequest,
+};
+use zookeeper_client as zk;
+
+const NO_NODE: i32 = ErrorCode::NoNode.code();
+const NODE_EXISTS: i32 = ErrorCode::NodeExists.code();
+const BAD_ARGUMENTS: i32 = ErrorCode::BadArguments.code();
+const BAD_VERSION: i32 = ErrorCode::BadVersion.code();
+const NOT_EMPTY: i32 = ErrorCode::NotEmpty.code();
+const NO_AUTH: i32 = ErrorCode::NoAuth.code();
+const NO_CHILDREN_FOR_EPHEMERALS: i32 = ErrorCode::NoChildrenForEphemerals.code();
+const INVALID_ACL: i32 = ErrorCode::InvalidAcl.code();
+const UNIMPLEMENTED: i32 = ErrorCode::Unimplemented.code();
+const NO_WATCHER: i32 = ErrorCode::NoWatcher.code();
+const AUTH_FAILED: i32 = ErrorCode::AuthFailed.code();
+const RUNTIME_INCONSISTENCY: i32 = ErrorCode::RuntimeInconsistency.code();
+
+const PERSISTENT: i32 = 0;
+const EPHEMERAL: i32 = 1;
+const PERSISTENT_SEQUENTIAL: i32 = 2;
+const EPHEMERAL_SEQUENTIAL: i32 = 3;
+const PERSISTENT_WITH_TTL: i32 = 5;
+const PERSISTENT_SEQUENTIAL_WITH_TTL: i32 = 6;
+
+/// Generous bound for things that happen in the background (expiry, container cleanup).
+const BACKGROUND: Duration = Duration::from_secs(20);
+
+fn open() -> zk::CreateOptions<'static> {
+    zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all())
+}
+
+/// Polls until `path` no longer exists, for at most [`BACKGROUND`].
+async fn wait_gone(c: &mut Raw, path: &str) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + BACKGROUND;
+    while c.exists(path, false).await?.is_ok() {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "{path} still exists"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+fn multi_errors(results: &[MultiResult]) -> Vec<i32> {
+    results
+        .iter()
+        .map(|r| match r {
+            MultiResult::Error(e) => e.err,
+            _ => 0,
+        })
+        .collect()
+}
+
+// -- creates, stats, sequential names ---------------------------------------------------
+
+#[tokio::test]
+async fn create_in_every_mode_with_its_stat() -> Result<()> {
+    let server = ZkServer::start()?;
+    let mut c = Raw::connect(server.socket_addr(), 10_000).await?;
+
+    let (path, st) = c
+        .create("/a", Some(b"hello"), PERSISTENT)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    assert_eq!(path, "/a");
+    let zxid = c.last_zxid;
+    assert_eq!((st.czxid, st.mzxid, st.pzxid), (zxid, zxid, zxid));
+    assert_eq!((st.version, st.cversion, st.aversion), (0, 0, 0));
+    assert_eq!(
+        (st.ephemeral_owner, st.data_length, st.num_children),
+        (0, 5, 0)
+    );
+    assert_eq!(st.ctime, st.mtime);
+
+    // Ephemeral: owned by the session; no children below it.
+    let (_, e) = c
+        .create("/a/e", None, EPHEMERAL)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    assert_eq!(e.ephemeral_owner, c.session_id);
+    assert_eq!(e.data_length, 0);
+    assert_eq!(
+        c.create("/a/e/x", None, PERSISTENT).await?,
+        Err(NO_CHILDREN_FOR_EPHEMERALS)
+    );
+
+    // Sequential suffix: the parent's cversion before the create, 10 digits.
+    let (s1, _) = c
+        .create("/a/s-", None, PERSISTENT_SEQUENTIAL)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    assert_eq!(s1, "/a/s-0000000001");
+    let (s2, es) = c
+        .create("/a/s-", None, EPHEMERAL_SEQUENTIAL)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    assert_eq!(s2, "/a/s-0000000002");
+    assert_eq!(es.ephemeral_owner, c.session_id);
+    assert_eq!(c.delete("/a/s-0000000001", -1).await?, 0);
+    // A delete does not give the number back.
+    let (s3, _) = c
+        .create("/a/", None, PERSISTENT_SEQUENTIAL)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    assert_eq!(s3, "/a/0000000003");
+
+    // Container: reported ephemeralOwner 0.
+    let (cpath, cst) = c
+        .create_container("/c")
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    assert_eq!(cpath, "/c");
+    assert_eq!(cst.ephemeral_owner, 0);
+
+    // TTL modes are refused unless extendedTypesEnabled.
+    assert_eq!(
+        c.create_ttl("/t", PERSISTENT_WITH_TTL, 10_000).await?,
+        Err(UNIMPLEMENTED)
+    );
+
+    // Errors.
+    assert_eq!(c.create("/a", None, PERSISTENT).await?, Err(NODE_EXISTS));
+    assert_eq!(c.create("/nope/x", None, PERSISTENT).await?, Err(NO_NODE));
+    assert_eq!(c.create("/a", None, 42).await?, Err(BAD_ARGUMENTS));
+    assert_eq!(
+        c.create_acl("/empty-acl", None, vec![], PERSISTENT).await?,
+        Err(INVALID_ACL)
+    );
+    assert_eq!(
+        c.create_acl("/creator", None, Acl::creator_all(), PERSISTENT)
+            .await?,
+        Err(INVALID_ACL),
+        "CREATOR_ALL_ACL needs an authenticated id"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_paths_and_error_precedence() -> Result<()> {
+    let server = ZkServer::start()?;
+    let mut c = Raw::connect(server.socket_addr(), 10_000).await?;
+    c.create("/a", None, PERSISTENT)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+
+    // The parent (everything before the last '/') is looked up before the full path is
+    // validated: a bad path under a missing parent is NoNode.
+    let cases = [
+        ("a", BAD_ARGUMENTS),
+        ("/a/", BAD_ARGUMENTS),
+        ("/a/.", BAD_ARGUMENTS),
+        ("/a/..", BAD_ARGUMENTS),
+        ("/a//b", NO_NODE),
+        ("/a/./b", NO_NODE),
+        ("/a/../b", NO_NODE),
+        ("/a/b\u{0}", BAD_ARGUMENTS),
+        ("/", NODE_EXISTS),
+        ("//", BAD_ARGUMENTS),
+    ];
+    let mut got = Vec::new();
+    for (path, _) in cases {
+        got.push((
+            path,
+            c.create(path, None, PERSISTENT)
+                .await?
+                .map(|_| ())
+                .err()
+                .unwrap_or(0),
+        ));
+    }
+    assert_eq!(got, cases);
+    // The parent is looked up before the full path is validated.
+    assert_eq!(c.create("/nope//x", None, PERSISTENT).await?, Err(NO_NODE));
+    assert_eq!(c.create("/nope/x/", None, PERSISTENT).await?, Err(NO_NODE));
+    // Reads answer NoNode for paths that cannot exist.
+    assert_eq!(c.exists("/a/", false).await?, Err(NO_NODE));
+    assert_eq!(c.get_data("a", false).await?.map(|_| ()), Err(NO_NODE));
+    // Deletes: special paths and paths without a slash.
+    for bad in [
+        "/",
+        "/zookeeper",
+        "/zookeeper/quota",
+        "/zookeeper/config",
+        "a",
+    ] {
+        assert_eq!(c.delete(bad, -1).await?, BAD_ARGUMENTS, "delete {bad}");
+    }
+    assert_eq!(c.delete("/a/", -1).await?, NO_NODE);
+    assert_eq!(
+        c.set_data("/a/", None, -1).await?.map(|_| ()),
+        Err(BAD_ARGUMENTS)
+    );
+    assert_eq!(
+        c.set_data("/nope", None, -1).await?.map(|_| ()),
+        Err(NO_NODE)
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn ttl_nodes_with_extended_types() -> Result<()> {
+    let server = ZkServer::start_with(&[
+        "extendedTypesEnabled=true",
+        "znode.container.checkIntervalMs=100",
+    ])?;
+    let mut c = Raw::connect(server.socket_addr(), 10_000).await?;
+    let (p, st) = c
+        .create_ttl("/t", PERSISTENT_WITH_TTL, 100)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    assert_eq!(p, "/t");
+    assert_eq!(st.ephemeral_owner, 0, "the TTL sentinel is not reported");
+    let (p, _) = c
+        .create_ttl("/ts-", PERSISTENT_SEQUENTIAL_WITH_TTL, 60_000)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    assert!(p.starts_with("/ts-") && p.len() == "/ts-".len() + 10, "{p}");
+    assert_eq!(
+        c.create_ttl("/bad", PERSISTENT_WITH_TTL, 0).await?,
+        Err(BAD_ARGUMENTS)
+    );
+    assert_eq!(
+        c.create_ttl("/bad", PERSISTENT_WITH_TTL, -5).await?,
+        Err(BAD_ARGUMENTS)
+    );
+    assert_eq!(
+        c.create_ttl("/bad", EPHEMERAL, 1000).await?,
+        Err(BAD_ARGUMENTS)
+    );
+    // The expired TTL node is removed by the container manager.
+    wait_gone(&mut c, "/t")
+        .await
+        .context("the expired TTL node was not deleted")?;
+    assert!(
+        c.exists(&p, false).await?.is_ok(),
+        "the long TTL node stays"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn containers_are_deleted_once_empty() -> Result<()> {
+    let server = ZkServer::start_with(&["znode.container.checkIntervalMs=100"])?;
+    let mut c = Raw::connect(server.socket_addr(), 10_000).await?;
+    c.create_container("/c")
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    c.create_container("/never-used")
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    c.create("/c/child", None, PERSISTENT)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    assert_eq!(c.delete("/c/child", -1).await?, 0);
+    wait_gone(&mut c, "/c")
+        .await
+        .context("the empty container was not deleted")?;
+    assert!(
+        c.exists("/never-used", false).await?.is_ok(),
+        "a container that never had a child stays"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn empty_data_reads_back_empty() -> Result<()> {
+    let server = ZkServer::start()?;
+    let mut c = Raw::connect(server.socket_addr(), 10_000).await?;
+    c.create("/empty", Some(b""), PERSISTENT)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    let (d, st) = c
+        .get_data("/empty", false)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    assert_eq!((d, st.data_length), (Some(Bytes::new()), 0));
+    c.set_data("/empty", Some(b"x"), -1)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    c.set_data("/empty", Some(b""), -1)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    let (d, st) = c
+        .get_data("/empty", false)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    assert_eq!((d, st.data_length, st.version), (Some(Bytes::new()), 0, 2));
+    Ok(())
+}
+
+/// Apache keeps a null `data` as null (`getData` answers a -1 length). Ours reads it back
+/// as empty: the txn format (`zk_proto::txn::Txn`) has no null data yet.
+#[tokio::test]
+#[ignore = "known difference: null data reads back as empty (needs null in zk-proto's Txn)"]
+async fn null_data_reads_back_as_null() -> Result<()> {
+    let server = ZkServer::start()?;
+    let mut c = Raw::connect(server.socket_addr(), 10_000).await?;
+    c.create("/null", None, PERSISTENT)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    let (d, st) = c
+        .get_data("/null", false)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    assert_eq!((d, st.data_length), (None, 0));
+    c.create("/empty", Some(b""), PERSISTENT)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    c.set_data("/empty", None, -1)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    let (d, _) = c
+        .get_data("/empty", false)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    assert_eq!(d, None);
+    Ok(())
+}
+
+// -- delete, setData, stats after each change -----------------------------------------
+
+#[tokio::test]
+async fn stat_fields_after_each_kind_of_change() -> Result<()> {
+    let server = ZkServer::start()?;
+    let mut c = Raw::connect(server.socket_addr(), 10_000).await?;
+    let (_, p0) = c
+        .create("/p", Some(b"x"), PERSISTENT)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    let czxid = p0.czxid;
+
+    // setData: version and mzxid move, czxid/pzxid do not.
+    let s1 = c
+        .set_data("/p", Some(b"abc"), 0)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    assert_eq!((s1.czxid, s1.mzxid, s1.pzxid), (czxid, c.last_zxid, czxid));
+    assert_eq!((s1.version, s1.data_length), (1, 3));
+    assert!(s1.mtime >= p0.mtime);
+    assert_eq!(s1.ctime, p0.ctime);
+    assert_eq!(
+        c.set_data("/p", Some(b"y"), 0).await?.map(|_| ()),
+        Err(BAD_VERSION)
+    );
+    let s2 = c
+        .set_data("/p", Some(b"y"), -1)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    assert_eq!(s2.version, 2);
+
+    // Child create: parent's cversion, numChildren and pzxid; not its mzxid.
+    c.create("/p/a", None, PERSISTENT)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    let za = c.last_zxid;
+    c.create("/p/b", None, PERSISTENT)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    let zb = c.last_zxid;
+    let st = c.exists("/p", false).await?.map_err(anyhow::Error::msg)?;
+    assert!(za < zb);
+    assert_eq!(
+        (st.cversion, st.num_children, st.pzxid, st.mzxid),
+        (2, 2, zb, s2.mzxid)
+    );
+
+    // Child delete: pzxid moves; the reported cversion follows Apache's.
+    assert_eq!(c.delete("/p/a", 0).await?, 0);
+    let zd = c.last_zxid;
+    let st = c.exists("/p", false).await?.map_err(anyhow::Error::msg)?;
+    assert_eq!((st.cversion, st.num_children, st.pzxid), (3, 1, zd));
+    c.create("/p/c", None, PERSISTENT)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    let st = c.exists("/p", false).await?.map_err(anyhow::Error::msg)?;
+    assert_eq!((st.cversion, st.num_children), (4, 2));
+
+    // setACL: aversion only.
+    let r = c
+        .call(Request::SetAcl(SetAclRequest {
+            path: "/p".into(),
+            acl: Acl::open_unsafe(),
+            version: 0,
+        }))
+        .await?;
+    let Response::SetAcl(sa) = r.body else {
+        anyhow::bail!("setACL: {:?}", r.header)
+    };
+    assert_eq!(
+        (sa.stat.aversion, sa.stat.version, sa.stat.mzxid),
+        (1, 2, s2.mzxid)
+    );
+
+    // Deletes with versions.
+    assert_eq!(c.delete("/p", -1).await?, NOT_EMPTY);
+    assert_eq!(c.delete("/p/b", 7).await?, BAD_VERSION);
+    assert_eq!(c.delete("/p/b", 0).await?, 0);
+    assert_eq!(c.delete("/p/b", 0).await?, NO_NODE);
+    assert_eq!(c.delete("/p/c", -1).await?, 0);
+    assert_eq!(c.delete("/p", 1).await?, BAD_VERSION);
+    assert_eq!(c.delete("/p", 2).await?, 0);
+    assert_eq!(c.exists("/p", false).await?.map(|_| ()), Err(NO_NODE));
+    Ok(())
+}
+
+// -- reads: children, ACLs, counts, ephemerals, sync, whoAmI --------------------------
+
+#[tokio::test]
+async fn every_read_op_through_zookeeper_client() -> Result<()> {
+    let server = ZkServer::start()?;
+    let zk = client(&server).await?;
+    zk.create("/r", b"root", &open()).await?;
+    for child in ["x", "y", "z"] {
+        zk.create(&format!("/r/{child}"), child.as_bytes(), &open())
+            .await?;
+    }
+    zk.create("/r/x/deep", b"", &open()).await?;
+    let eph = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
+    zk.create("/r/y/e1", b"", &eph).await?;
+    zk.create("/e2", b"", &eph).await?;
+
+    let (data, stat) = zk.get_data("/r").await?;
+    assert_eq!((data.as_slice(), stat.num_children), (&b"root"[..], 3));
+    let mut children = zk.list_children("/r").await?;
+    children.sort();
+    assert_eq!(children, ["x", "y", "z"]);
+    let (mut children, stat) = zk.get_children("/r").await?;
+    children.sort();
+    assert_eq!(
+        (children.len(), stat.num_children, stat.cversion),
+        (3, 3, 3)
+    );
+    assert_eq!(zk.count_descendants_number("/r").await?, 5);
+    assert_eq!(zk.count_descendants_number("/r/z").await?, 0);
+    assert!(matches!(
+        zk.count_descendants_number("/nope").await,
+        Err(zk::Error::NoNode)
+    ));
+    let mut eph_paths = zk.list_ephemerals("/").await?;
+    eph_paths.sort();
+    assert_eq!(eph_paths, ["/e2", "/r/y/e1"]);
+    assert_eq!(zk.list_ephemerals("/r").await?, ["/r/y/e1"]);
+    assert!(zk.list_ephemerals("/zz").await?.is_empty());
+    zk.sync("/r").await?;
+    assert!(zk.check_stat("/nope").await?.is_none());
+    assert!(matches!(zk.get_data("/nope").await, Err(zk::Error::NoNode)));
+    assert!(matches!(
+        zk.list_children("/nope").await,
+        Err(zk::Error::NoNode)
+    ));
+
+    let (acl, stat) = zk.get_acl("/r").await?;
+    assert_eq!(acl.len(), 1);
+    assert_eq!((acl[0].scheme(), acl[0].id()), ("world", "anyone"));
+    assert_eq!(stat.aversion, 0);
+    let users = zk.list_auth_users().await?;
+    assert_eq!(users, [zk::AuthUser::new("ip", "127.0.0.1")]);
+    assert!(matches!(zk.get_acl("/nope").await, Err(zk::Error::NoNode)));
+    Ok(())
+}
+
+#[tokio::test]
+async fn raw_reads_sync_and_whoami() -> Result<()> {
+    let server = ZkServer::start()?;
+    let mut c = Raw::connect(server.socket_addr(), 10_000).await?;
+    c.create("/q", None, PERSISTENT)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    let r = c
+        .call(Request::Sync(SyncRequest { path: "/q".into() }))
+        .await?;
+    assert!(
+        matches!(&r.body, Response::Sync(s) if s.path == "/q"),
+        "{r:?}"
+    );
+    // sync of a missing path still answers with the path.
+    let r = c
+        .call(Request::Sync(SyncRequest {
+            path: "/missing".into(),
+        }))
+        .await?;
+    assert!(
+        matches!(&r.body, Response::Sync(s) if s.path == "/missing"),
+        "{r:?}"
+    );
+    let r = c
+        .call(Request::GetAllChildrenNumber(GetAllChildrenNumberRequest {
+            path: "/missing".into(),
+        }))
+        .await?;
+    assert_eq!(r.header.err, NO_NODE);
+    let r = c
+        .call(Request::GetChildren2(GetChildrenRequest {
+            path: "/missing".into(),
+            watch: false,
+        }))
+        .await?;
+    assert_eq!(r.header.err, NO_NODE);
+    let r = c
+        .call(Request::GetAcl(GetAclRequest {
+            path: "/missing".into(),
+        }))
+        .await?;
+    assert_eq!(r.header.err, NO_NODE);
+    let r = c
+        .call(Request::GetEphemerals(GetEphemeralsRequest {
+            prefix_path: "/".into(),
+        }))
+        .await?;
+    assert!(
+        matches!(&r.body, Response::GetEphemerals(e) if e.ephemerals.is_empty()),
+        "{r:?}"
+    );
+    assert_eq!(c.auth("digest", b"alice:secret").await?, 0);
+    let r = c.call(Request::WhoAmI).await?;
+    let Response::WhoAmI(w) = r.body else {
+        anyhow::bail!("whoAmI: {:?}", r.header)
+    };
+    let mut who: Vec<_> = w
+        .client_info
+        .iter()
+        .map(|i| (i.auth_scheme.as_str(), i.user.as_str()))
+        .collect();
+    who.sort();
+    assert_eq!(who, [("digest", "alice"), ("ip", "127.0.0.1")]);
+    Ok(())
+}
+
+// -- ACLs ------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn acl_refusals_digest_world_read_only_and_ip() -> Result<()> {
+    let server = ZkServer::start()?;
+    let mut owner = Raw::connect(server.socket_addr(), 10_000).await?;
+    let mut other = Raw::connect(server.socket_addr(), 10_000).await?;
+    assert_eq!(owner.auth("digest", b"alice:secret").await?, 0);
+
+    // digest: only alice.
+    owner
+        .create_acl("/d", Some(b"s"), Acl::creator_all(), PERSISTENT)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    let r = owner
+        .call(Request::GetAcl(GetAclRequest { path: "/d".into() }))
+        .await?;
+    let Response::GetAcl(ga) = r.body else {
+        anyhow::bail!("getACL {:?}", r.header)
+    };
+    assert_eq!(ga.acl.len(), 1);
+    assert_eq!(ga.acl[0].id.scheme, "digest");
+    assert!(ga.acl[0].id.id.starts_with("alice:"), "{:?}", ga.acl);
+    assert_eq!(ga.acl[0].perms, perms::ALL);
+    assert_eq!(other.get_data("/d", false).await?.map(|_| ()), Err(NO_AUTH));
+    assert_eq!(
+        other.set_data("/d", None, -1).await?.map(|_| ()),
+        Err(NO_AUTH)
+    );
+    assert_eq!(other.create("/d/x", None, PERSISTENT).await?, Err(NO_AUTH));
+    // exists needs no permission.
+    assert!(other.exists("/d", false).await?.is_ok());
+    assert_eq!(
+        other.auth("digest", b"alice:wrong").await?,
+        0,
+        "a wrong digest is not a failure, just another id"
+    );
+    assert_eq!(other.get_data("/d", false).await?.map(|_| ()), Err(NO_AUTH));
+    assert_eq!(other.auth("digest", b"alice:secret").await?, 0);
+    assert!(other.get_data("/d", false).await?.is_ok());
+
+    // world read-only.
+    let mut anon = Raw::connect(server.socket_addr(), 10_000).await?;
+    owner
+        .create_acl("/ro", Some(b"r"), Acl::read_unsafe(), PERSISTENT)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    assert!(anon.get_data("/ro", false).await?.is_ok());
+    assert_eq!(
+        anon.set_data("/ro", None, -1).await?.map(|_| ()),
+        Err(NO_AUTH)
+    );
+    assert_eq!(anon.create("/ro/x", None, PERSISTENT).await?, Err(NO_AUTH));
+    let r = anon
+        .call(Request::SetAcl(SetAclRequest {
+            path: "/ro".into(),
+            acl: Acl::open_unsafe(),
+            version: -1,
+        }))
+        .await?;
+    assert_eq!(r.header.err, NO_AUTH);
+
+    // ip: 127.0.0.1 may, 10/8 may not.
+    let mine = vec![Acl {
+        perms: perms::ALL,
+        id: Id::new("ip", "127.0.0.1"),
+    }];
+    let theirs = vec![Acl {
+        perms: perms::ALL,
+        id: Id::new("ip", "10.0.0.0/8"),
+    }];
+    anon.create_acl("/ip-mine", Some(b"m"), mine, PERSISTENT)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    anon.create_acl("/ip-theirs", Some(b"t"), theirs, PERSISTENT)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    assert!(anon.get_data("/ip-mine", false).await?.is_ok());
+    assert_eq!(
+        anon.get_data("/ip-theirs", false).await?.map(|_| ()),
+        Err(NO_AUTH)
+    );
+    let bad_ip = vec![Acl {
+        perms: perms::ALL,
+        id: Id::new("ip", "not-an-ip"),
+    }];
+    assert_eq!(
+        anon.create_acl("/ip-bad", None, bad_ip, PERSISTENT).await?,
+        Err(INVALID_ACL)
+    );
+
+    // setACL: the ADMIN permission is checked before the version.
+    let set_acl = |path: &str, version: i32| {
+        Request::SetAcl(SetAclRequest {
+            path: path.into(),
+            acl: Acl::open_unsafe(),
+            version,
+        })
+    };
+    assert_eq!(owner.call(set_acl("/ro", 3)).await?.header.err, NO_AUTH);
+    assert_eq!(owner.call(set_acl("/d", 3)).await?.header.err, BAD_VERSION);
+    assert_eq!(anon.call(set_acl("/d", 0)).await?.header.err, NO_AUTH);
+    assert_eq!(owner.call(set_acl("/d", 0)).await?.header.err, 0);
+    assert_eq!(owner.call(set_acl("/nope", 0)).await?.header.err, NO_NODE);
+    assert!(anon.set_data("/d", None, -1).await?.is_ok());
+
+    // An unknown auth scheme: the AuthFailed reply, then the connection closes with
+    // nothing else sent (the session itself lives on).
+    assert_eq!(anon.auth("nosuchscheme", b"x").await?, AUTH_FAILED);
+    assert!(anon.events.is_empty(), "{:?}", anon.events);
+    assert_eq!(
+        raw::read_frame(anon.stream()).await?,
+        None,
+        "a frame after AuthFailed"
+    );
+    let again = Raw::resume(
+        server.socket_addr(),
+        10_000,
+        anon.session_id,
+        anon.passwd.clone(),
+        0,
+    )
+    .await?;
+    assert_eq!(again.session_id, anon.session_id);
+    Ok(())
+}
+
+// -- multi and multiRead ---------------------------------------------------------------
+
+fn create_op(path: &str) -> MultiOp {
+    MultiOp::Create(CreateRequest {
+        path: path.into(),
+        data: Some(Bytes::from_static(b"m")),
+        acl: Acl::open_unsafe(),
+        flags: 0,
+    })
+}
+
+#[tokio::test]
+async fn multi_results_and_rollback() -> Result<()> {
+    let server = ZkServer::start()?;
+    let mut c = Raw::connect(server.socket_addr(), 10_000).await?;
+    c.create("/m", Some(b"v0"), PERSISTENT)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+
+    // A failing member: earlier ones report 0, later ones RuntimeInconsistency; nothing
+    // is applied.
+    let r = c
+        .call(Request::Multi(vec![
+            create_op("/m/1"),
+            MultiOp::SetData(SetDataRequest {
+                path: "/m".into(),
+                data: Some(Bytes::from_static(b"v1")),
+                version: -1,
+            }),
+            MultiOp::Delete(DeleteRequest {
+                path: "/m/missing".into(),
+                version: -1,
+            }),
+            create_op("/m/2"),
+        ]))
+        .await?;
+    assert_eq!(r.header.err, 0, "a failed multi is not an error reply");
+    let Response::Multi(results) = &r.body else {
+        anyhow::bail!("multi: {r:?}")
+    };
+    assert_eq!(
+        multi_errors(results),
+        [0, 0, NO_NODE, RUNTIME_INCONSISTENCY]
+    );
+    assert!(
+        results.iter().all(|x| matches!(x, MultiResult::Error(_))),
+        "{results:?}"
+    );
+    assert_eq!(c.exists("/m/1", false).await?.map(|_| ()), Err(NO_NODE));
+    let (d, st) = c.get_data("/m", false).await?.map_err(anyhow::Error::msg)?;
+    assert_eq!((d.as_deref(), st.version), (Some(&b"v0"[..]), 0));
+
+    // A check that fails.
+    let r = c
+        .call(Request::Multi(vec![
+            MultiOp::Check(CheckVersionRequest {
+                path: "/m".into(),
+                version: 5,
+            }),
+            create_op("/m/3"),
+        ]))
+        .await?;
+    let Response::Multi(results) = &r.body else {
+        anyhow::bail!("multi: {r:?}")
+    };
+    assert_eq!(multi_errors(results), [BAD_VERSION, RUNTIME_INCONSISTENCY]);
+
+    // A successful multi: one result per op, one zxid for all of them.
+    let r = c
+        .call(Request::Multi(vec![
+            MultiOp::Check(CheckVersionRequest {
+                path: "/m".into(),
+                version: 0,
+            }),
+            create_op("/m/a"),
+            MultiOp::Create2(CreateRequest {
+                path: "/m/b".into(),
+                data: None,
+                acl: Acl::open_unsafe(),
+                flags: 2,
+            }),
+            MultiOp::SetData(SetDataRequest {
+                path: "/m".into(),
+                data: Some(Bytes::from_static(b"v2")),
+                version: 0,
+            }),
+            MultiOp::Delete(DeleteRequest {
+                path: "/m/a".into(),
+                version: 0,
+            }),
+        ]))
+        .await?;
+    assert_eq!(r.header.err, 0);
+    let zxid = r.header.zxid;
+    let Response::Multi(results) = &r.body else {
+        anyhow::bail!("multi: {r:?}")
+    };
+    assert_eq!(results.len(), 5);
+    assert!(matches!(results[0], MultiResult::Check));
+    assert!(
+        matches!(&results[1], MultiResult::Create(cr) if cr.path == "/m/a"),
+        "{results:?}"
+    );
+    assert!(
+        matches!(&results[2], MultiResult::Create2(cr) if cr.path == "/m/b0000000001" && cr.stat.czxid == zxid)
+            || matches!(&results[2], MultiResult::Create(cr) if cr.path == "/m/b0000000001"),
+        "{results:?}"
+    );
+    assert!(
+        matches!(&results[3], MultiResult::SetData(s) if s.stat.version == 1 && s.stat.mzxid == zxid),
+        "{results:?}"
+    );
+    assert!(matches!(results[4], MultiResult::Delete));
+    let st = c.exists("/m", false).await?.map_err(anyhow::Error::msg)?;
+    assert_eq!((st.mzxid, st.pzxid, st.num_children), (zxid, zxid, 1));
+
+    // An empty multi.
+    let r = c.call(Request::Multi(vec![])).await?;
+    assert!(
+        matches!(&r.body, Response::Multi(v) if v.is_empty()),
+        "{r:?}"
+    );
+
+    // multiRead: each op on its own.
+    let r = c
+        .call(Request::MultiRead(vec![
+            MultiOp::GetData(GetDataRequest {
+                path: "/m".into(),
+                watch: false,
+            }),
+            MultiOp::GetData(GetDataRequest {
+                path: "/nope".into(),
+                watch: false,
+            }),
+            MultiOp::GetChildren(GetChildrenRequest {
+                path: "/m".into(),
+                watch: false,
+            }),
+            MultiOp::GetChildren(GetChildrenRequest {
+                path: "/nope".into(),
+                watch: false,
+            }),
+        ]))
+        .await?;
+    assert_eq!(r.header.err, 0);
+    let Response::Multi(results) = &r.body else {
+        anyhow::bail!("multiRead: {r:?}")
+    };
+    assert!(
+        matches!(&results[0], MultiResult::GetData(g) if g.data.as_deref() == Some(&b"v2"[..])),
+        "{results:?}"
+    );
+    assert!(
+        matches!(&results[1], MultiResult::Error(e) if e.err == NO_NODE),
+        "{results:?}"
+    );
+    assert!(
+        matches!(&results[2], MultiResult::GetChildren(g) if g.children == ["b0000000001"]),
+        "{results:?}"
+    );
+    assert!(
+        matches!(&results[3], MultiResult::Error(e) if e.err == NO_NODE),
+        "{results:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn multi_through_zookeeper_client() -> Result<()> {
+    let server = ZkServer::start()?;
+    let zk = client(&server).await?;
+    zk.create("/w", b"", &open()).await?;
+    let mut w = zk.new_multi_writer();
+    w.add_create("/w/a", b"1", &open())?;
+    w.add_set_data("/w", b"x", Some(0))?;
+    w.add_delete("/w/nope", None)?;
+    match w.commit().await {
+        Err(zk::MultiWriteError::OperationFailed { index, source }) => {
+            assert_eq!(index, 2);
+            assert!(matches!(source, zk::Error::NoNode), "{source:?}");
+        }
+        other => anyhow::bail!("expected a failed member, got {other:?}"),
+    }
+    assert!(zk.check_stat("/w/a").await?.is_none());
+    let mut w = zk.new_multi_writer();
+    w.add_create("/w/a", b"1", &open())?;
+    w.add_check_version("/w", 0)?;
+    w.add_set_data("/w", b"x", Some(0))?;
+    let results = w.commit().await?;
+    assert_eq!(results.len(), 3);
+    assert!(matches!(&results[2], zk::MultiWriteResult::SetData { stat } if stat.version == 1));
+    let mut r = zk.new_multi_reader();
+    r.add_get_data("/w/a")?;
+    r.add_get_children("/w")?;
+    r.add_get_data("/nope")?;
+    let results = r.commit().await?;
+    assert!(matches!(&results[0], zk::MultiReadResult::Data { data, .. } if data == b"1"));
+    assert!(
+        matches!(&results[1], zk::MultiReadResult::Children { children } if children == &["a"])
+    );
+    assert!(matches!(
+        &results[2],
+        zk::MultiReadResult::Error {
+            err: zk::Error::NoNode
+        }
+    ));
+    Ok(())
+}
+
+// -- watches ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn one_shot_watches_of_each_kind() -> Result<()> {
+    let server = ZkServer::start()?;
+    let zk = client(&server).await?;
+    let writer = client(&server).await?;
+
+    // exists on a missing node → NodeCreated.
+    let (stat, w) = zk.check_and_watch_stat("/n").await?;
+    assert!(stat.is_none());
+    writer.create("/n", b"", &open()).await?;
+    let ev = w.changed().await;
+    assert_eq!(
+        (ev.event_type, ev.path.as_str()),
+        (zk::EventType::NodeCreated, "/n")
+    );
+
+    // getData → NodeDataChanged; getChildren → NodeChildrenChanged.
+    let (_, _, data_w) = zk.get_and_watch_data("/n").await?;
+    let (_, child_w) = zk.list_and_watch_children("/n").await?;
+    writer.set_data("/n", b"new", None).await?;
+    let ev = data_w.changed().await;
+    assert_eq!(
+        (ev.event_type, ev.path.as_str()),
+        (zk::EventType::NodeDataChanged, "/n")
+    );
+    writer.create("/n/c", b"", &open()).await?;
+    let ev = child_w.changed().await;
+    assert_eq!(
+        (ev.event_type, ev.path.as_str()),
+        (zk::EventType::NodeChildrenChanged, "/n")
+    );
+
+    // delete → NodeDeleted on the node's data watch, NodeChildrenChanged on the parent.
+    let (_, _, data_w) = zk.get_and_watch_data("/n/c").await?;
+    let (_, parent_w) = zk.list_and_watch_children("/n").await?;
+    let (_, exist_w) = zk.check_and_watch_stat("/n/c").await?;
+    writer.delete("/n/c", None).await?;
+    assert_eq!(
+        data_w.changed().await.event_type,
+        zk::EventType::NodeDeleted
+    );
+    assert_eq!(
+        exist_w.changed().await.event_type,
+        zk::EventType::NodeDeleted
+    );
+    let ev = parent_w.changed().await;
+    assert_eq!(
+        (ev.event_type, ev.path.as_str()),
+        (zk::EventType::NodeChildrenChanged, "/n")
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn raw_watch_events_come_before_later_replies() -> Result<()> {
+    let server = ZkServer::start()?;
+    let mut watcher = Raw::connect(server.socket_addr(), 10_000).await?;
+    let mut writer = Raw::connect(server.socket_addr(), 10_000).await?;
+    watcher
+        .create("/o", None, PERSISTENT)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    assert!(watcher.get_data("/o", true).await?.is_ok());
+    assert_eq!(
+        watcher.exists("/o/x", true).await?.map(|_| ()),
+        Err(NO_NODE)
+    );
+    let r = watcher
+        .call(Request::GetChildren(GetChildrenRequest {
+            path: "/o".into(),
+            watch: true,
+        }))
+        .await?;
+    assert_eq!(r.header.err, 0);
+    writer
+        .set_data("/o", Some(b"1"), -1)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    let set_zxid = writer.last_zxid;
+    writer
+        .create("/o/x", None, PERSISTENT)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    let create_zxid = writer.last_zxid;
+    watcher.ping().await?;
+    let events: Vec<_> = watcher.events.drain(..).collect();
+    let got: Vec<_> = events
+        .iter()
+        .map(|(z, e)| (*z, e.event_type, e.state, e.path.as_str()))
+        .collect();
+    let sync = KeeperState::SyncConnected.code();
+    assert!(set_zxid < create_zxid);
+    // ZooKeeper 3.8 sends notifications with zxid -1.
+    assert_eq!(
+        got,
+        [
+            (-1, EventType::NodeDataChanged.code(), sync, "/o"),
+            (-1, EventType::NodeCreated.code(), sync, "/o/x"),
+            (-1, EventType::NodeChildrenChanged.code(), sync, "/o"),
+        ]
+    );
+    // Many rounds: the event of a change acknowledged to another client always comes
+    // before the reply to this client's next request.
+    for round in 0..50 {
+        assert!(watcher.get_data("/o", true).await?.is_ok());
+        writer
+            .set_data("/o", Some(b"r"), -1)
+            .await?
+            .map_err(anyhow::Error::msg)?;
+        watcher.ping().await?;
+        let got: Vec<_> = watcher
+            .events
+            .drain(..)
+            .map(|(_, e)| (e.event_type, e.path))
+            .collect();
+        assert_eq!(
+            got,
+            [(EventType::NodeDataChanged.code(), "/o".to_owned())],
+            "round {round}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn check_and_remove_watches() -> Result<()> {
+    let server = ZkServer::start()?;
+    let mut c = Raw::connect(server.socket_addr(), 10_000).await?;
+    c.create("/k", None, PERSISTENT)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    let check = |path: &str, t: i32| {
+        Request::CheckWatches(CheckWatchesRequest {
+            path: path.into(),
+            watcher_type: t,
+        })
+    };
+    let remove = |path: &str, t: i32| {
+        Request::RemoveWatches(RemoveWatchesRequest {
+            path: path.into(),
+            watcher_type: t,
+        })
+    };
+    const CHILDREN: i32 = 1;
+    const DATA: i32 = 2;
+    const ANY: i32 = 3;
+
+    assert_eq!(c.call(check("/k", DATA)).await?.header.err, NO_WATCHER);
+    assert_eq!(c.call(check("/nope", ANY)).await?.header.err, NO_WATCHER);
+    assert!(c.get_data("/k", true).await?.is_ok());
+    assert_eq!(c.call(check("/k", DATA)).await?.header.err, 0);
+    assert_eq!(c.call(check("/k", ANY)).await?.header.err, 0);
+    assert_eq!(c.call(check("/k", CHILDREN)).await?.header.err, NO_WATCHER);
+    assert_eq!(c.call(remove("/k", CHILDREN)).await?.header.err, NO_WATCHER);
+    assert_eq!(c.call(remove("/k", DATA)).await?.header.err, 0);
+    assert_eq!(c.call(check("/k", DATA)).await?.header.err, NO_WATCHER);
+    // A removed watch does not fire, and the server sends no event for the removal.
+    c.set_data("/k", Some(b"x"), -1)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    c.ping().await?;
+    assert!(c.events.is_empty(), "{:?}", c.events);
+
+    let r = c
+        .call(Request::GetChildren(GetChildrenRequest {
+            path: "/k".into(),
+            watch: true,
+        }))
+        .await?;
+    assert_eq!(r.header.err, 0);
+    assert!(c.exists("/k", true).await?.is_ok());
+    assert_eq!(c.call(remove("/k", ANY)).await?.header.err, 0);
+    assert_eq!(c.call(check("/k", ANY)).await?.header.err, NO_WATCHER);
+    c.create("/k/c", None, PERSISTENT)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    c.ping().await?;
+    assert!(c.events.is_empty(), "{:?}", c.events);
+    Ok(())
+}
+
+#[tokio::test]
+async fn persistent_and_recursive_watches() -> Result<()> {
+    let server = ZkServer::start()?;
+    let zk = client(&server).await?;
+    let zk2 = client(&server).await?;
+    let writer = client(&server).await?;
+    zk.create("/pw", b"", &open()).await?;
+    // Different connections: a connection has one watch mode per path.
+    let mut persistent = zk.watch("/pw", zk::AddWatchMode::Persistent).await?;
+    let mut recursive = zk2
+        .watch("/pw", zk::AddWatchMode::PersistentRecursive)
+        .await?;
+
+    writer.set_data("/pw", b"1", None).await?;
+    writer.create("/pw/a", b"", &open()).await?;
+    writer.create("/pw/a/b", b"", &open()).await?;
+    writer.set_data("/pw/a/b", b"2", None).await?;
+    writer.delete("/pw/a/b", None).await?;
+    writer.set_data("/pw", b"3", None).await?;
+
+    use zk::EventType::*;
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let ev = tokio::time::timeout(raw::READ_TIMEOUT, persistent.changed()).await?;
+        got.push((ev.event_type, ev.path));
+    }
+    assert_eq!(
+        got,
+        [
+            (NodeDataChanged, "/pw".to_owned()),
+            (NodeChildrenChanged, "/pw".to_owned()),
+            (NodeDataChanged, "/pw".to_owned()),
+        ]
+    );
+    let mut got = Vec::new();
+    for _ in 0..6 {
+        let ev = tokio::time::timeout(raw::READ_TIMEOUT, recursive.changed()).await?;
+        got.push((ev.event_type, ev.path));
+    }
+    // No NodeChildrenChanged for recursive watches.
+    assert_eq!(
+        got,
+        [
+            (NodeDataChanged, "/pw".to_owned()),
+            (NodeCreated, "/pw/a".to_owned()),
+            (NodeCreated, "/pw/a/b".to_owned()),
+            (NodeDataChanged, "/pw/a/b".to_owned()),
+            (NodeDeleted, "/pw/a/b".to_owned()),
+            (NodeDataChanged, "/pw".to_owned()),
+        ]
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn raw_add_watch_modes() -> Result<()> {
+    let server = ZkServer::start()?;
+    let mut c = Raw::connect(server.socket_addr(), 10_000).await?;
+    let mut w = Raw::connect(server.socket_addr(), 10_000).await?;
+    c.create("/aw", None, PERSISTENT)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    let add = |path: &str, mode: i32| {
+        Request::AddWatch(AddWatchRequest {
+            path: path.into(),
+            mode,
+        })
+    };
+    let r = w.call(add("/aw", 0)).await?;
+    assert_eq!(r.header.err, 0);
+    assert!(
+        matches!(r.body, Response::Error(ErrorResponse { err: 0 })),
+        "{r:?}"
+    );
+    // A watch may be set on a path that does not exist yet.
+    assert_eq!(w.call(add("/later", 0)).await?.header.err, 0);
+    let check = |path: &str, t: i32| {
+        Request::CheckWatches(CheckWatchesRequest {
+            path: path.into(),
+            watcher_type: t,
+        })
+    };
+    assert_eq!(
+        w.call(check("/aw", 3)).await?.header.err,
+        0,
+        "a watch is present"
+    );
+    // ZooKeeper 3.8.0 knows watcher types 1-3 only (Persistent=4 came later).
+    let mc = ErrorCode::MarshallingError.code();
+    assert_eq!(w.call(check("/aw", 4)).await?.header.err, mc);
+
+    c.create("/aw/x", None, PERSISTENT)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    c.create("/later", None, PERSISTENT)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    c.set_data("/later", Some(b"1"), -1)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    c.set_data("/aw/x", Some(b"1"), -1)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    w.ping().await?;
+    let got: Vec<_> = w
+        .events
+        .drain(..)
+        .map(|(_, e)| (e.event_type, e.path))
+        .collect();
+    // Persistent, not recursive: nothing for /aw/x's data.
+    assert_eq!(
+        got,
+        [
+            (EventType::NodeChildrenChanged.code(), "/aw".to_owned()),
+            (EventType::NodeCreated.code(), "/later".to_owned()),
+            (EventType::NodeDataChanged.code(), "/later".to_owned()),
+        ]
+    );
+    let r = w.call(add("/aw", 7)).await?;
+    assert_eq!(r.header.err, ErrorCode::MarshallingError.code(), "{r:?}");
+    Ok(())
+}
+
+/// In ZooKeeper 3.8.0 a connection has one watch mode per path (`WatcherModeManager`):
+/// addWatch(recursive) after addWatch(persistent) on the same path replaces it, so the
+/// path's NodeChildrenChanged is no longer sent. Ours keeps both modes.
+#[tokio::test]
+#[ignore = "known difference: watch modes on one path accumulate (needs a change in watch.rs)"]
+async fn second_add_watch_mode_replaces_the_first() -> Result<()> {
+    let server = ZkServer::start()?;
+    let mut c = Raw::connect(server.socket_addr(), 10_000).await?;
+    let mut w = Raw::connect(server.socket_addr(), 10_000).await?;
+    c.create("/aw", None, PERSISTENT)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    let add = |path: &str, mode: i32| {
+        Request::AddWatch(AddWatchRequest {
+            path: path.into(),
+            mode,
+        })
+    };
+    assert_eq!(w.call(add("/aw", 0)).await?.header.err, 0);
+    assert_eq!(w.call(add("/aw", 1)).await?.header.err, 0);
+    c.create("/aw/x", None, PERSISTENT)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    w.ping().await?;
+    let got: Vec<_> = w
+        .events
+        .drain(..)
+        .map(|(_, e)| (e.event_type, e.path))
+        .collect();
+    assert_eq!(got, [(EventType::NodeCreated.code(), "/aw/x".to_owned())]);
+    Ok(())
+}
+
+// -- sessions --------------------------------------------------------------------------
+
+#[tokio::test]
+async fn ephemerals_go_when_the_session_closes() -> Result<()> {
+    let server = ZkServer::start()?;
+    let mut observer = Raw::connect(server.socket_addr(), 10_000).await?;
+    let mut c = Raw::connect(server.socket_addr(), 10_000).await?;
+    c.create("/eph", None, EPHEMERAL)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    assert!(observer.exists("/eph", true).await?.is_ok());
+    assert_eq!(c.close().await?, 0);
+    let ev = observer.next_event().await?;
+    assert_eq!(
+        (ev.event_type, ev.path.as_str()),
+        (EventType::NodeDeleted.code(), "/eph")
+    );
+    assert_eq!(
+        observer.exists("/eph", false).await?.map(|_| ()),
+        Err(NO_NODE)
+    );
+
+    // The same through zookeeper-client: dropping the client closes its session.
+    let zk = client(&server).await?;
+    zk.create(
+        "/eph2",
+        b"",
+        &zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all()),
+    )
+    .await?;
+    assert!(observer.exists("/eph2", true).await?.is_ok());
+    drop(zk);
+    let ev = observer.next_event().await?;
+    assert_eq!(
+        (ev.event_type, ev.path.as_str()),
+        (EventType::NodeDeleted.code(), "/eph2")
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn ephemerals_go_when_the_session_expires() -> Result<()> {
+    let server = ZkServer::start_with(&["tickTime=100", "minSessionTimeout=200"])?;
+    let mut observer = Raw::connect(server.socket_addr(), 10_000).await?;
+    let c = Raw::connect(server.socket_addr(), 300).await?;
+    assert!(c.timeout_ms <= 2000, "negotiated {}", c.timeout_ms);
+    let (session, passwd) = (c.session_id, c.passwd.clone());
+    let mut c = c;
+    c.create("/exp", None, EPHEMERAL)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    assert!(observer.exists("/exp", true).await?.is_ok());
+    drop(c); // no close: the session must expire.
+    let ev = tokio::time::timeout(BACKGROUND, observer.next_event()).await??;
+    assert_eq!(
+        (ev.event_type, ev.path.as_str()),
+        (EventType::NodeDeleted.code(), "/exp")
+    );
+    // The expired session cannot be resumed.
+    let req = raw::connect_request(300, session, passwd, 0);
+    let (mut s, resp) = raw::handshake(server.socket_addr(), &req).await?;
+    let resp = resp.context("no answer to the handshake")?;
+    assert_eq!((resp.session_id, resp.timeout_ms), (0, 0));
+    assert!(raw::closed_by_server(&mut s).await?);
+    Ok(())
+}
+
+#[tokio::test]
+async fn reconnect_keeps_the_session_and_its_ephemerals() -> Result<()> {
+    let server = ZkServer::start()?;
+    let mut c = Raw::connect(server.socket_addr(), 10_000).await?;
+    c.create("/mine", None, EPHEMERAL)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    let (session, passwd, zxid) = (c.session_id, c.passwd.clone(), c.last_zxid);
+    drop(c);
+    let mut again =
+        Raw::resume(server.socket_addr(), 10_000, session, passwd.clone(), zxid).await?;
+    assert_eq!(again.session_id, session);
+    let st = again
+        .exists("/mine", false)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    assert_eq!(st.ephemeral_owner, session);
+    let r = again
+        .call(Request::GetEphemerals(GetEphemeralsRequest {
+            prefix_path: "/".into(),
+        }))
+        .await?;
+    assert!(
+        matches!(&r.body, Response::GetEphemerals(e) if e.ephemerals == ["/mine"]),
+        "{r:?}"
+    );
+    // The session is usable on the new connection.
+    again
+        .create("/mine2", None, EPHEMERAL)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+
+    // A second connection for the same session takes it over; the first is closed.
+    let mut third = Raw::resume(server.socket_addr(), 10_000, session, passwd, 0).await?;
+    assert!(raw::closed_by_server(again.stream()).await?);
+    assert!(third.exists("/mine2", false).await?.is_ok());
+
+    // zookeeper-client: same session id after reconnecting with the session info.
+    let zk = zk::Client::connector()
+        .with_detached()
+        .with_connection_timeout(Duration::from_secs(5))
+        .connect(&server.addr())
+        .await?;
+    let id = zk.session_id();
+    zk.create(
+        "/zkmine",
+        b"",
+        &zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all()),
+    )
+    .await?;
+    let info = zk.into_session();
+    let zk2 = zk::Client::connector()
+        .with_session(info)
+        .with_connection_timeout(Duration::from_secs(5))
+        .connect(&server.addr())
+        .await?;
+    assert_eq!(zk2.session_id(), id);
+    assert_eq!(
+        zk2.check_stat("/zkmine").await?.map(|s| s.ephemeral_owner),
+        Some(id.0)
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn wrong_session_password_is_refused() -> Result<()> {
+    let server = ZkServer::start()?;
+    let mut c = Raw::connect(server.socket_addr(), 10_000).await?;
+    c.create("/pwd", None, EPHEMERAL)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    let mut wrong = c.passwd.to_vec();
+    wrong[0] ^= 0xff;
+    let req = raw::connect_request(10_000, c.session_id, Bytes::from(wrong), 0);
+    let (mut s, resp) = raw::handshake(server.socket_addr(), &req).await?;
+    let resp = resp.context("no answer to the handshake")?;
+    assert_eq!((resp.session_id, resp.timeout_ms), (0, 0));
+    assert_eq!(resp.passwd.as_ref(), &[0u8; 16]);
+    assert!(raw::closed_by_server(&mut s).await?);
+    // Apache closes the session's current connection before it checks the password
+    // (`processConnectRequest`); the owner resumes with the right password.
+    assert!(raw::closed_by_server(c.stream()).await?);
+    let mut c = Raw::resume(
+        server.socket_addr(),
+        10_000,
+        c.session_id,
+        c.passwd.clone(),
+        c.last_zxid,
+    )
+    .await?;
+    assert!(c.exists("/pwd", false).await?.is_ok());
+    // A client that has seen a newer zxid than the server is refused (closed).
+    let req = raw::connect_request(10_000, 0, Bytes::from_static(&[0; 16]), c.last_zxid + 1000);
+    let (mut s, resp) = raw::handshake(server.socket_addr(), &req).await?;
+    assert!(resp.is_none(), "answered {resp:?}");
+    assert!(raw::closed_by_server(&mut s).await?);
+    Ok(())
+}
+
+// -- durability ------------------------------------------------------------------------
+
+#[tokio::test]
+async fn kill_9_and_restart_keeps_every_acknowledged_write() -> Result<()> {
+    let mut server = ZkServer::start()?;
+    let mut c = Raw::connect(server.socket_addr(), 10_000).await?;
+    c.create("/d", Some(b"root"), PERSISTENT)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    let mut expected = Vec::new();
+    for i in 0..50 {
+        let (p, _) = c
+            .create(
+                "/d/n-",
+                Some(format!("v{i}").as_bytes()),
+                PERSISTENT_SEQUENTIAL,
+            )
+            .await?
+            .map_err(anyhow::Error::msg)?;
+        expected.push(p);
+    }
+    c.set_data("/d/n-0000000007", Some(b"changed"), 0)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    assert_eq!(c.delete("/d/n-0000000009", -1).await?, 0);
+    let before = c.exists("/d", false).await?.map_err(anyhow::Error::msg)?;
+    let last_zxid = c.last_zxid;
+    drop(c);
+    server.restart()?;
+
+    let mut c = Raw::connect(server.socket_addr(), 10_000).await?;
+    let after = c.exists("/d", false).await?.map_err(anyhow::Error::msg)?;
+    assert_eq!(after, before);
+    let r = c
+        .call(Request::GetChildren(GetChildrenRequest {
+            path: "/d".into(),
+            watch: false,
+        }))
+        .await?;
+    let Response::GetChildren(mut ch) = r.body else {
+        anyhow::bail!("getChildren {:?}", r.header)
+    };
+    ch.children.sort();
+    let mut want: Vec<String> = expected
+        .iter()
+        .filter(|p| p.as_str() != "/d/n-0000000009")
+        .map(|p| p.trim_start_matches("/d/").to_owned())
+        .collect();
+    want.sort();
+    assert_eq!(ch.children, want);
+    let (d, st) = c
+        .get_data("/d/n-0000000007", false)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    assert_eq!((d.as_deref(), st.version), (Some(&b"changed"[..]), 1));
+    let (d, _) = c
+        .get_data("/d/n-0000000049", false)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    assert_eq!(d.as_deref(), Some(&b"v49"[..]));
+    // New writes get newer zxids.
+    c.create("/after", None, PERSISTENT)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    assert!(
+        c.last_zxid > last_zxid,
+        "{:#x} <= {last_zxid:#x}",
+        c.last_zxid
+    );
+    Ok(())
+}
+
+// -- bad input on the client port ------------------------------------------------------
+
+#[tokio::test]
+async fn bad_input_closes_only_that_connection() -> Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let server = ZkServer::start()?;
+    let mut good = Raw::connect(server.socket_addr(), 10_000).await?;
+    good.create("/ok", None, PERSISTENT)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+
+    // Garbage instead of a handshake.
+    let mut s = tokio::net::TcpStream::connect(server.socket_addr()).await?;
+    s.write_all(b"\x00\x00\x00\x08garbage!").await?;
+    assert!(raw::closed_by_server(&mut s).await?, "garbage handshake");
+    let mut s = tokio::net::TcpStream::connect(server.socket_addr()).await?;
+    s.write_all(b"GARBAGE GARBAGE GARBAGE").await?;
+    assert!(raw::closed_by_server(&mut s).await?, "garbage bytes");
+
+    // A huge or negative length prefix, before and after the handshake.
+    for prefix in [0x7fff_ffffu32.to_be_bytes(), (-5i32).to_be_bytes()] {
+        let mut s = tokio::net::TcpStream::connect(server.socket_addr()).await?;
+        s.write_all(&prefix).await?;
+        assert!(
+            raw::closed_by_server(&mut s).await?,
+            "length {prefix:?} before the handshake"
+        );
+        let mut c = Raw::connect(server.socket_addr(), 10_000).await?;
+        c.stream().write_all(&prefix).await?;
+        c.stream().write_all(&[0; 64]).await?;
+        assert!(
+            raw::closed_by_server(c.stream()).await?,
+            "length {prefix:?} after the handshake"
+        );
+    }
+
+    // Half a frame, then the client stops sending.
+    let mut c = Raw::connect(server.socket_addr(), 10_000).await?;
+    c.stream().write_all(&100i32.to_be_bytes()).await?;
+    c.stream().write_all(&[1, 2, 3, 4, 5]).await?;
+    c.stream().shutdown().await?;
+    assert!(raw::closed_by_server(c.stream()).await?, "half a frame");
+
+    // A frame whose body is not the request it claims to be.
+    let mut c = Raw::connect(server.socket_addr(), 10_000).await?;
+    // ZooKeeper answers MarshallingError (as an error txn) and keeps the connection.
+    raw::write_frame(c.stream(), &[0, 0, 0, 1, 0, 0, 0, 1, 0xff]).await?;
+    let mut frame = raw::read_frame(c.stream())
+        .await?
+        .context("closed after a truncated create")?;
+    let h = <zk_proto::jute::ReplyHeader as zk_proto::jute::Record>::decode(&mut frame)?;
+    assert_eq!((h.xid, h.err), (1, ErrorCode::MarshallingError.code()));
+    assert!(h.zxid > good.last_zxid, "the error txn takes a zxid");
+    assert!(c.exists("/ok", false).await?.is_ok());
+
+    // The good client never noticed.
+    assert!(good.exists("/ok", false).await?.is_ok());
+    good.create("/ok2", None, PERSISTENT)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    Ok(())
+}
+
+// -- four-letter words -----------------------------------------------------------------
+
+#[tokio::test]
+async fn four_letter_words() -> Result<()> {
+    let server = ZkServer::start()?;
+    assert_eq!(four_letter_word(server.socket_addr(), "ruok")?, "imok");
+    let srvr = four_letter_word(server.socket_addr(), "srvr")?;
+    assert!(srvr.starts_with("Zookeeper version: "), "{srvr}");
+    assert!(srvr.contains("\nMode: standalone\n"), "{srvr}");
+    for line in [
+        "Latency min/avg/max: ",
+        "Received: ",
+        "Sent: ",
+        "Connections: ",
+        "Outstanding: ",
+        "Zxid: 0x",
+        "Node count: ",
+    ] {
+        assert!(srvr.contains(line), "srvr lacks {line:?}:\n{srvr}");
+    }
+    let mntr = four_letter_word(server.socket_addr(), "mntr")?;
+    let keys: Vec<&str> = mntr.lines().filter_map(|l| l.split('\t').next()).collect();
+    for key in [
+        "zk_version",
+        "zk_avg_latency",
+        "zk_max_latency",
+        "zk_min_latency",
+        "zk_packets_received",
+        "zk_packets_sent",
+        "zk_num_alive_connections",
+        "zk_outstanding_requests",
+        "zk_server_state",
+        "zk_znode_count",
+        "zk_watch_count",
+        "zk_ephemerals_count",
+        "zk_approximate_data_size",
+        "zk_open_file_descriptor_count",
+        "zk_max_file_descriptor_count",
+    ] {
+        assert!(keys.contains(&key), "mntr lacks {key}:\n{mntr}");
+    }
+    assert!(mntr.contains("zk_server_state\tstandalone\n"), "{mntr}");
+    let znodes = |m: &str| -> Option<i64> {
+        m.lines()
+            .find_map(|l| l.strip_prefix("zk_znode_count\t"))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    let fresh = znodes(&mntr).context("zk_znode_count")?;
+    let mut c = Raw::connect(server.socket_addr(), 10_000).await?;
+    c.create("/four", None, EPHEMERAL)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    let mntr = four_letter_word(server.socket_addr(), "mntr")?;
+    assert_eq!(znodes(&mntr), Some(fresh + 1));
+    assert!(mntr.contains("zk_ephemerals_count\t1\n"), "{mntr}");
+    assert_eq!(four_letter_word(server.socket_addr(), "isro")?, "rw");
+    Ok(())
+}
+
+#[tokio::test]
+async fn four_letter_word_whitelist() -> Result<()> {
+    let server = ZkServer::start_with(&["4lw.commands.whitelist=srvr, mntr"])?;
+    assert_eq!(
+        four_letter_word(server.socket_addr(), "ruok")?,
+        "ruok is not executed because it is not in the whitelist.\n"
+    );
+    assert!(four_letter_word(server.socket_addr(), "mntr")?.contains("zk_version"));
+    assert!(four_letter_word(server.socket_addr(), "srvr")?.contains("Mode: standalone"));
+    // An unknown word is not a four-letter word: the server reads it as a length.
+    let mut s = tokio::net::TcpStream::connect(server.socket_addr()).await?;
+    tokio::io::AsyncWriteExt::write_all(&mut s, b"abcd").await?;
+    assert!(raw::closed_by_server(&mut s).await?);
+    Ok(())
+}
+
+#[tokio::test]
+async fn harness_reports_its_target() -> Result<()> {
+    // Makes the target visible in the test output of a run against Apache.
+    let server = ZkServer::start()?;
+    let srvr = four_letter_word(server.socket_addr(), "srvr")?;
+    match server.target() {
+        Target::Apache => assert!(srvr.starts_with("Zookeeper version: 3.8"), "{srvr}"),
+        Target::Ours => assert!(srvr.starts_with("Zookeeper version: "), "{srvr}"),
+    }
+    Ok(())
+}
