@@ -246,7 +246,8 @@ impl Leader {
         } else {
             0
         };
-        if counter >= 0xffff_fffe {
+        // ZooKeeper's XidRolloverException: counter 0xffffffff is the last one an epoch has.
+        if counter >= 0xffff_ffff {
             warn!(
                 sid = self.id,
                 epoch = self.epoch,
@@ -845,5 +846,41 @@ impl Leader {
             return Err("too many proposals in flight".into());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_counter_of_an_epoch_is_used_then_the_leader_steps_down() {
+        let mut leader = Leader::new(
+            1,
+            Config::default(),
+            Ensemble::new([1], []),
+            LeaderStorage {
+                accepted_epoch: 0,
+                current_epoch: 0,
+                applied_zxid: 0,
+                history: History::new(0, 10, 100),
+                snapshot_bytes: 0,
+            },
+        );
+        let out = leader.start();
+        assert!(
+            out.contains(&Command::Serving { epoch: 1 }),
+            "a one-voter ensemble leads at once"
+        );
+        // Pretend the epoch is almost exhausted (2^32 proposals are too many for a test).
+        leader.last_proposed = make(1, 0xffff_fffe);
+        leader.history = History::new(make(1, 0xffff_fffe), 10, 100);
+        leader.applied = make(1, 0xffff_fffe);
+        leader.persisted = make(1, 0xffff_fffe);
+        let (zxid, _) = leader.propose(Bytes::from_static(b"last")).unwrap();
+        assert_eq!(zxid, make(1, 0xffff_ffff));
+        assert_eq!(leader.propose(Bytes::new()), Err(ZabError::ZxidRollover(1)));
+        assert_eq!(leader.phase(), LeaderPhase::Stopped);
+        assert!(leader.step(Input::Tick).is_empty());
     }
 }

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use zk_proto::zxid::{epoch_of, is_epoch_start};
+use zk_proto::zxid::is_epoch_start;
 use zk_quorum::{
     Command, Config, Ensemble, Follower, History, Input, Leader, LeaderPhase, LeaderStorage,
     LearnerPhase, LearnerStorage, Observer, Packet, ServerId, StateMachine, SyncMode, Txn, Zxid,
@@ -218,6 +218,7 @@ struct Stats {
     truncated_dead: u64,
     old_leaders_rejoined: u64,
     bad_elections: u64,
+    duplicates: u64,
 }
 
 impl Stats {
@@ -236,6 +237,7 @@ impl Stats {
         self.truncated_dead += o.truncated_dead;
         self.old_leaders_rejoined += o.old_leaders_rejoined;
         self.bad_elections += o.bad_elections;
+        self.duplicates += o.duplicates;
     }
 }
 
@@ -252,7 +254,8 @@ struct Sim {
     work: VecDeque<(ServerId, Input)>,
     // checks
     chosen: Vec<Txn>,
-    chosen_by_zxid: HashMap<Zxid, Bytes>,
+    /// The bytes of each committed txn and the epoch of the leader that committed it.
+    chosen_by_zxid: HashMap<Zxid, (Bytes, i64)>,
     leaders_by_epoch: HashMap<i64, ServerId>,
     dead: HashSet<(Zxid, Bytes)>,
     /// Txns a leader truncated away; dead once that leader is established.
@@ -261,6 +264,7 @@ struct Sim {
     stats: Stats,
     chunk_bytes: usize,
     bad_election_percent: u64,
+    duplicate_per_mille: usize,
     trace: bool,
 }
 
@@ -323,6 +327,7 @@ impl Sim {
             stats: Stats::default(),
             chunk_bytes,
             bad_election_percent: 10,
+            duplicate_per_mille: 2,
             trace: std::env::var("ZAB_TRACE").is_ok(),
         }
     }
@@ -536,6 +541,25 @@ impl Sim {
         Ok(())
     }
 
+    /// The epoch of the leader a node leads or follows.
+    fn epoch_of_role(&self, id: ServerId) -> Result<i64, String> {
+        let node = self.nodes.get(&id).ok_or("no node")?;
+        Ok(match &node.role {
+            Role::Leading(l) => l.epoch(),
+            Role::Following(f) => f.epoch(),
+            Role::Observing(o) => o.epoch(),
+            Role::Down | Role::Looking => return Err(format!("node {id} applies without a role")),
+        })
+    }
+
+    /// The epoch in which a txn with these bytes was committed, if it was.
+    fn committed_in(&self, zxid: Zxid, data: &Bytes) -> Option<i64> {
+        self.chosen_by_zxid
+            .get(&zxid)
+            .filter(|(d, _)| d == data)
+            .map(|(_, e)| *e)
+    }
+
     fn check_applied(&mut self, id: ServerId, index: usize, t: &Txn) -> Result<(), String> {
         if self.dead.contains(&(t.zxid, t.data.clone())) {
             return Err(format!(
@@ -555,8 +579,9 @@ impl Sim {
                 {
                     return Err(format!("node {id}: applied zxids go back at {:#x}", t.zxid));
                 }
+                let epoch = self.epoch_of_role(id)?;
                 self.chosen.push(t.clone());
-                self.chosen_by_zxid.insert(t.zxid, t.data.clone());
+                self.chosen_by_zxid.insert(t.zxid, (t.data.clone(), epoch));
                 self.stats.commits += 1;
                 Ok(())
             }
@@ -604,12 +629,18 @@ impl Sim {
             .into_iter()
             .map(|t| (t.zxid, t.data))
             .collect();
+        // A leader may truncate a txn that a newer epoch committed after this leader's epoch
+        // was accepted (it is stale and can no longer be established), never one committed
+        // in an older epoch.
+        let epoch = self.epoch_of_role(id)?;
         for t in dropped {
             let key = (t.zxid, t.data);
             if !leader_history.contains(&key) {
-                if self.chosen_by_zxid.get(&key.0) == Some(&key.1) {
+                if let Some(committed) = self.committed_in(key.0, &key.1)
+                    && committed < epoch
+                {
                     return Err(format!(
-                        "node {id}: TRUNC dropped the committed txn {:#x}",
+                        "node {id}: TRUNC of epoch {epoch} dropped {:#x}, committed in epoch {committed}",
                         key.0
                     ));
                 }
@@ -637,24 +668,35 @@ impl Sim {
             if in_history.contains(&key) {
                 continue;
             }
-            if self.chosen_by_zxid.get(&key.0) == Some(&key.1) {
-                return Err(format!(
-                    "a txn truncated by leader {id} was committed: {:#x}",
-                    key.0
-                ));
+            match self.committed_in(key.0, &key.1) {
+                Some(committed) if committed < epoch => {
+                    return Err(format!(
+                        "a txn truncated by leader {id} of epoch {epoch} was committed in epoch {committed}: {:#x}",
+                        key.0
+                    ));
+                }
+                // Committed by a newer epoch while this (stale) leader finished late.
+                Some(_) => {}
+                None => {
+                    self.stats.truncated_dead += 1;
+                    self.dead.insert(key);
+                }
             }
-            self.stats.truncated_dead += 1;
-            self.dead.insert(key);
         }
         // Every txn committed in an earlier epoch (a leader of an old epoch may complete its
         // establishment late, after a newer epoch committed: that is no loss).
-        for (i, c) in self
+        let earlier: Vec<(usize, Txn)> = self
             .chosen
             .iter()
             .enumerate()
-            .filter(|(_, c)| epoch_of(c.zxid) < epoch)
-        {
-            if history.get(i) != Some(c) {
+            .filter(|(_, c)| {
+                self.committed_in(c.zxid, &c.data)
+                    .is_some_and(|e| e < epoch)
+            })
+            .map(|(i, c)| (i, c.clone()))
+            .collect();
+        for (i, c) in earlier {
+            if history.get(i) != Some(&c) {
                 return Err(format!(
                     "leader {id} of epoch {epoch} lacks the committed txn {:#x}",
                     c.zxid
@@ -913,6 +955,18 @@ impl Sim {
                     .get_mut(&(from, to))
                     .and_then(|q| q.pop_front())
                     .ok_or("empty queue")?;
+                // Rarely, a faulty peer repeats a packet: the receiver must refuse it
+                // (drop the learner or go LOOKING) without breaking any invariant.
+                if self.rng.below(1000) < self.duplicate_per_mille {
+                    self.stats.duplicates += 1;
+                    self.input(
+                        to,
+                        Input::Message {
+                            from,
+                            packet: packet.clone(),
+                        },
+                    )?;
+                }
                 self.input(to, Input::Message { from, packet })
             }
             500..640 => {
