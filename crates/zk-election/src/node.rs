@@ -31,7 +31,8 @@ use crate::vote::{Decision, PeerState, Sid, Vote};
 /// What an election starts from: the node's own last logged zxid and `currentEpoch`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ElectionInputs {
-    /// The last zxid in the node's txn log.
+    /// The last zxid in the node's txn log (0 for an empty log; −1 makes the node ignore
+    /// LOOKING votes, as in ZooKeeper).
     pub last_logged_zxid: Zxid,
     /// The node's `currentEpoch`.
     pub current_epoch: i64,
