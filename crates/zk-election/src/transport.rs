@@ -543,3 +543,69 @@ pub(crate) async fn poke_loop<D: Dialer>(shared: Arc<Shared>, sid: Sid, dialer: 
         backoff = (backoff * 2).min(max);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Member;
+    use crate::vote::{PeerState, Vote};
+
+    #[test]
+    fn only_the_newest_notification_per_peer_is_kept() {
+        let members = (1..=3)
+            .map(|s| {
+                (
+                    s,
+                    Member {
+                        election_addr: format!("127.0.0.{s}:1"),
+                        observer: false,
+                    },
+                )
+            })
+            .collect();
+        let (tx, _rx) = mpsc::channel(1);
+        let shared = Shared::new(NodeConfig::new(1, members), tx);
+        let n = |zxid| Notification {
+            sid: 1,
+            state: PeerState::Looking,
+            vote: Vote {
+                leader: 1,
+                zxid,
+                peer_epoch: 0,
+            },
+            election_epoch: 1,
+            config_version: 0,
+        };
+        // No stream is up: nothing is sent, and nothing piles up.
+        for zxid in 0..10_000 {
+            shared.send(2, n(zxid));
+        }
+        shared.send(99, n(0)); // unknown: dropped
+        let pending = shared.peers.get(&2).map(|p| *p.slot.borrow());
+        assert_eq!(pending, Some(Some(n(9_999))));
+        assert_eq!(shared.peers.get(&3).map(|p| *p.slot.borrow()), Some(None));
+        assert!(shared.connected().is_empty());
+    }
+
+    #[test]
+    fn stream_messages_are_checked() {
+        let n = pb::Notification {
+            sid: 2,
+            leader: 2,
+            ..Default::default()
+        };
+        let msg = |m| pb::ElectionMessage { msg: m };
+        assert!(decode(2, msg(Some(Msg::Notification(n.clone())))).is_ok());
+        assert_eq!(
+            decode(3, msg(Some(Msg::Notification(n)))),
+            Err(DecodeError::Unexpected(
+                "notification sid differs from the stream's"
+            ))
+        );
+        assert_eq!(
+            decode(2, msg(None)),
+            Err(DecodeError::MissingField("ElectionMessage.msg"))
+        );
+        assert!(decode(2, msg(Some(Msg::Hello(pb::Hello::default())))).is_err());
+    }
+}
