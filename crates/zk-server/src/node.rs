@@ -9,11 +9,13 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 use zk_proto::zxid::epoch_of;
+use zk_quorum::driver::NodeStorage;
 use zk_storage::db::{DbError, DbOptions, DbParts, ZkDatabase};
 use zk_storage::log::{EpochStore, TxnLog};
 
 use crate::config::{LoadedConfig, Mode};
 use crate::pipeline::{self, StandaloneStorage, WriteOp};
+use crate::quorum::{QuorumPeer, ServerMachine};
 use crate::server::{Role, Shared};
 use crate::snapshots::Snapshotter;
 
@@ -48,25 +50,29 @@ pub fn database_dir(loaded: &LoadedConfig) -> PathBuf {
     loaded.config.data_dir.join("zk-rs")
 }
 
+/// What runs the writes: the standalone pipeline thread, or the ensemble peer loop.
+enum Engine {
+    Standalone(std::thread::JoinHandle<Result<(), pipeline::PipelineError>>),
+    Quorum {
+        task: tokio::task::JoinHandle<Result<(), NodeError>>,
+        stop: tokio::sync::watch::Sender<bool>,
+    },
+}
+
 /// A running node: its shared state and the address its client port is bound to.
 pub struct Node {
     /// The shared state.
     pub shared: Arc<Shared>,
     /// The bound client address (the real port when the config asked for 0).
     pub client_addr: SocketAddr,
-    pipeline: std::thread::JoinHandle<Result<(), pipeline::PipelineError>>,
+    engine: Engine,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Node {
-    /// Loads the database, binds the client port and starts serving.
+    /// Loads the database, binds the client port and starts serving (standalone), or
+    /// starts leader election (ensemble), in ZooKeeper's order.
     pub async fn start(loaded: LoadedConfig) -> Result<Node, NodeError> {
-        if let Mode::Quorum { my_id } = loaded.mode {
-            return Err(NodeError::Unsupported(format!(
-                "server.{my_id}: running as a member of an ensemble is not available in this \
-                 build yet; remove the server.N lines to run standalone"
-            )));
-        }
         let my_id = loaded.my_id.unwrap_or(0);
         let config = Arc::new(loaded.config.clone());
         let dir = database_dir(&loaded);
@@ -83,12 +89,14 @@ impl Node {
             epochs,
             snapshots,
             tree,
+            log_base,
             ..
         } = parts;
-        let last_logged = log.last_zxid().map_err(DbError::from)?.unwrap_or(0);
-        let epoch = epoch_of(last_logged)
-            .max(epochs.current_epoch().unwrap_or(0))
-            .max(epoch_of(tree.last_processed_zxid()));
+        let last_logged = log
+            .last_zxid()
+            .map_err(DbError::from)?
+            .unwrap_or(0)
+            .max(log_base);
         let shared = Shared::new(config.clone(), my_id, tree);
         let snapshotter = Snapshotter::new(
             snapshots,
@@ -96,11 +104,6 @@ impl Node {
             config.snap_retain_count.max(1) as usize,
             u64::from(std::process::id()) ^ my_id.rotate_left(32),
         );
-        let storage = StandaloneStorage {
-            log,
-            snapshots: snapshotter,
-            epoch,
-        };
         let addr = loaded.client_address.to_string();
         let listener = TcpListener::bind(&addr)
             .await
@@ -114,41 +117,73 @@ impl Node {
 
         let limit = config.global_outstanding_limit.max(1) as usize;
         let (submitter, rx) = mpsc::channel::<WriteOp>(limit);
-        let span = tracing::Span::current();
-        let pipeline = {
-            let shared = shared.clone();
-            std::thread::Builder::new()
-                .name("write-pipeline".into())
-                .spawn(move || {
-                    let _g = span.enter();
-                    pipeline::run_standalone(shared, storage, rx)
-                })
-                .map_err(|e| NodeError::Pipeline(e.to_string()))?
+        let mut tasks = vec![tokio::spawn(
+            crate::cnxn::serve(listener, shared.clone(), submitter.clone()).in_current_span(),
+        )];
+        let engine = match loaded.mode {
+            Mode::Standalone => {
+                let epoch = epoch_of(last_logged)
+                    .max(epochs.current_epoch().unwrap_or(0))
+                    .max(epoch_of(shared.last_processed_zxid()));
+                let storage = StandaloneStorage {
+                    log,
+                    snapshots: snapshotter,
+                    epoch,
+                };
+                let span = tracing::Span::current();
+                let thread = {
+                    let shared = shared.clone();
+                    std::thread::Builder::new()
+                        .name("write-pipeline".into())
+                        .spawn(move || {
+                            let _g = span.enter();
+                            pipeline::run_standalone(shared, storage, rx)
+                        })
+                        .map_err(|e| NodeError::Pipeline(e.to_string()))?
+                };
+                shared.set_role(Role::Standalone);
+                tasks.push(tokio::spawn(
+                    pipeline::expire_sessions(shared.clone(), submitter.clone()).in_current_span(),
+                ));
+                tasks.push(tokio::spawn(
+                    pipeline::clean_containers(shared.clone(), submitter).in_current_span(),
+                ));
+                tracing::info!(
+                    %client_addr,
+                    last_zxid = format_args!("{:#x}", shared.last_processed_zxid()),
+                    "serving as a standalone server"
+                );
+                Engine::Standalone(thread)
+            }
+            Mode::Quorum { my_id } => {
+                drop(submitter);
+                let election = crate::quorum::start_election(&config, my_id).await?;
+                let machine = ServerMachine::new(shared.clone(), snapshotter);
+                let peer = QuorumPeer {
+                    shared: shared.clone(),
+                    storage: NodeStorage::new(log, epochs, machine, log_base),
+                    writes: rx,
+                    my_id,
+                };
+                let (stop, stop_rx) = tokio::sync::watch::channel(false);
+                tracing::info!(
+                    %client_addr,
+                    last_logged_zxid = format_args!("{last_logged:#x}"),
+                    "starting leader election"
+                );
+                let task = tokio::spawn(peer.run(election, stop_rx).in_current_span());
+                Engine::Quorum { task, stop }
+            }
         };
-        shared.set_role(Role::Standalone);
-        let tasks = vec![
-            tokio::spawn(
-                crate::cnxn::serve(listener, shared.clone(), submitter.clone()).in_current_span(),
-            ),
-            tokio::spawn(
-                pipeline::expire_sessions(shared.clone(), submitter.clone()).in_current_span(),
-            ),
-            tokio::spawn(pipeline::clean_containers(shared.clone(), submitter).in_current_span()),
-        ];
-        tracing::info!(
-            %client_addr,
-            last_zxid = format_args!("{:#x}", shared.last_processed_zxid()),
-            "serving as a standalone server"
-        );
         Ok(Node {
             shared,
             client_addr,
-            pipeline,
+            engine,
             tasks,
         })
     }
 
-    /// Stops accepting clients, closes every connection and waits for the pipeline to
+    /// Stops accepting clients, closes every connection and waits for the write side to
     /// finish what it has (SIGTERM).
     pub async fn shutdown(self) -> Result<(), NodeError> {
         self.shared.set_role(Role::NotServing);
@@ -159,18 +194,29 @@ impl Node {
             let _ = t.await;
         }
         self.shared.close_all();
-        // The connections hold submitters too; give them a moment to go.
-        // Connections still in their handshake hold submitters for a few seconds;
-        // everything acknowledged is already durable, so do not wait for them.
-        let pipeline = self.pipeline;
-        let join = tokio::task::spawn_blocking(move || pipeline.join());
-        match tokio::time::timeout(std::time::Duration::from_secs(2), join).await {
-            Ok(Ok(Ok(r))) => Ok(r?),
-            Ok(Ok(Err(_))) => Err(NodeError::Pipeline("the write pipeline panicked".into())),
-            Ok(Err(e)) => Err(NodeError::Pipeline(e.to_string())),
-            Err(_) => {
-                tracing::info!("write pipeline idle with connections still closing");
-                Ok(())
+        match self.engine {
+            Engine::Standalone(pipeline) => {
+                // Connections still in their handshake hold submitters for a few
+                // seconds; everything acknowledged is already durable, so do not wait.
+                let join = tokio::task::spawn_blocking(move || pipeline.join());
+                match tokio::time::timeout(std::time::Duration::from_secs(2), join).await {
+                    Ok(Ok(Ok(r))) => Ok(r?),
+                    Ok(Ok(Err(_))) => {
+                        Err(NodeError::Pipeline("the write pipeline panicked".into()))
+                    }
+                    Ok(Err(e)) => Err(NodeError::Pipeline(e.to_string())),
+                    Err(_) => {
+                        tracing::info!("write pipeline idle with connections still closing");
+                        Ok(())
+                    }
+                }
+            }
+            Engine::Quorum { task, stop } => {
+                let _ = stop.send(true);
+                match task.await {
+                    Ok(r) => r,
+                    Err(e) => Err(NodeError::Pipeline(e.to_string())),
+                }
             }
         }
     }
