@@ -595,7 +595,7 @@ mod tests {
             ..Default::default()
         };
         let msg = |m| pb::ElectionMessage { msg: m };
-        assert!(decode(2, msg(Some(Msg::Notification(n.clone())))).is_ok());
+        assert!(decode(2, msg(Some(Msg::Notification(n)))).is_ok());
         assert_eq!(
             decode(3, msg(Some(Msg::Notification(n)))),
             Err(DecodeError::Unexpected(
