@@ -166,15 +166,20 @@ fn gated_storage(ceiling: &Arc<AtomicI64>) -> Storage<GatedLog> {
     NodeStorage::new(log, MemEpochStore::new(), ListMachine::default(), 0)
 }
 
-/// What a server does on restart: a fresh state machine that replays the whole log,
-/// committed or not, and storage that knows only `log_base` (0) as committed.
+/// What a server does on restart: load the newest durable snapshot (what `restore`
+/// installed, empty if none), replay the whole log after it, committed or not, and pass
+/// the snapshot's zxid as `log_base`.
 fn restart(st: Storage<MemTxnLog>) -> anyhow::Result<Storage<MemTxnLog>> {
-    let mut machine = ListMachine::default();
-    for r in st.log.read_from(1)? {
+    let base = st.machine.snapshot.last().map_or(0, |t| t.0);
+    let mut machine = ListMachine {
+        txns: st.machine.snapshot.clone(),
+        snapshot: st.machine.snapshot.clone(),
+    };
+    for r in st.log.read_from(base + 1)? {
         let r = r?;
         machine.apply(&Txn::new(r.zxid, r.payload))?;
     }
-    Ok(NodeStorage::new(st.log, st.epochs, machine, 0))
+    Ok(NodeStorage::new(st.log, st.epochs, machine, base))
 }
 
 fn ip(n: u8) -> IpAddr {
@@ -249,11 +254,19 @@ impl<L> LearnerNode<L> {
 
 async fn start_leader<L: TxnLog + Send + 'static>(
     config: Config,
+    st: Storage<L>,
+) -> anyhow::Result<LeaderNode<L>> {
+    start_leader_with(config, st, 64).await
+}
+
+async fn start_leader_with<L: TxnLog + Send + 'static>(
+    config: Config,
     mut st: Storage<L>,
+    event_capacity: usize,
 ) -> anyhow::Result<LeaderNode<L>> {
     let (incoming, addr) = bind_local(ip(1), 0).await?;
     let (client, inbox) = LeaderClient::new(64);
-    let (events_tx, events) = mpsc::channel(64);
+    let (events_tx, events) = mpsc::channel(event_capacity);
     let (status_tx, status) = watch::channel(NodeStatus::default());
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -647,5 +660,118 @@ async fn a_restarted_learner_rolls_back_an_uncommitted_txn_after_trunc() -> anyh
     );
     assert_eq!(st3.machine.txns, st1.machine.txns);
     assert_eq!(st2.machine.txns, st1.machine.txns);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_learner_installed_by_snap_restarts_from_that_snapshot() -> anyhow::Result<()> {
+    // Two txns kept in memory and no DIFF from disk: an empty node gets a SNAP.
+    let config = Config {
+        committed_log_count: 2,
+        snapshot_size_percent: None,
+        ..Config::default()
+    };
+    let mut leader = start_leader(config.clone(), mem_storage()).await?;
+    let f2 = start_learner(2, leader.addr.clone(), config.clone(), mem_storage());
+    leader.node.wait_applied(0).await?;
+    let mut last = 0;
+    for i in 0..10 {
+        last = leader.client.propose(Bytes::from(format!("w {i}"))).await?;
+    }
+    let snap_zxid = last;
+    let mut f3 = start_learner(3, leader.addr.clone(), config.clone(), mem_storage());
+    f3.node.wait_applied(snap_zxid).await?;
+    assert_eq!(leader.node.status.borrow().syncs_snap, 1);
+    for i in 10..12 {
+        last = leader.client.propose(Bytes::from(format!("w {i}"))).await?;
+    }
+    f3.node.wait_applied(last).await?;
+    let (_, st3) = f3.node.stop().await?;
+    assert_eq!(st3.log_base, snap_zxid);
+    assert_eq!(st3.committed_zxid(), last);
+    assert!(
+        st3.log.first_zxid()? > Some(snap_zxid),
+        "the log still holds txns of the snapshot"
+    );
+    let before = st3.machine.txns.clone();
+
+    // Restart from the snapshot restore kept plus the log: the same state, then a DIFF.
+    let st3 = restart(st3)?;
+    assert_eq!(st3.log_base, snap_zxid);
+    assert_eq!(st3.machine.txns, before);
+    last = leader.client.propose(Bytes::from_static(b"after")).await?;
+    let mut f3 = start_learner(3, leader.addr.clone(), config.clone(), st3);
+    f3.node.wait_applied(last).await?;
+    let s = *leader.node.status.borrow();
+    assert_eq!((s.syncs_diff, s.syncs_snap), (2, 1), "{s:?}");
+    assert_eq!(s.synced_followers, 2);
+
+    let (_, st3) = f3.node.stop().await?;
+    let (_, st2) = f2.node.stop().await?;
+    let (_, st1) = leader.node.stop().await?;
+    assert_eq!(st3.machine.txns, st1.machine.txns);
+    assert_eq!(st2.machine.txns, st1.machine.txns);
+    assert_eq!(st1.machine.txns.len(), 13);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_server_gets_every_forwarded_request_in_order() -> anyhow::Result<()> {
+    const N: i32 = 10_000;
+    let config = Config {
+        sync_limit: 50,
+        ..Config::default()
+    };
+    // The server's event channel holds one event and the server starts late.
+    let mut leader = start_leader_with(config.clone(), mem_storage(), 1).await?;
+    let mut f2 = start_learner(2, leader.addr.clone(), config.clone(), mem_storage());
+    let f3 = start_learner(3, leader.addr.clone(), config.clone(), mem_storage());
+    f2.node.wait_applied(0).await?;
+    let client = f2.client.clone();
+    // 1 KiB requests: HTTP/2 flow control (1 MiB windows) holds about a thousand.
+    let body = "x".repeat(1024);
+    let sent = Arc::new(AtomicI64::new(0));
+    let counter = sent.clone();
+    let sender = tokio::spawn(async move {
+        for cxid in 0..N {
+            client
+                .forward(client_request(2, cxid, OP_CREATE, &body))
+                .await?;
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
+        anyhow::Ok(())
+    });
+    // Every queue on the way is bounded: with the server not reading, the sender stalls
+    // short of N instead of being buffered without end.
+    let mut before = -1;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = sent.load(Ordering::SeqCst);
+        if now == before {
+            break;
+        }
+        before = now;
+    }
+    let stalled_at = sent.load(Ordering::SeqCst);
+    assert_eq!(stalled_at, before, "the sender never stalled");
+    assert!(stalled_at < i64::from(N), "{N} requests buffered");
+
+    let mut next = 0;
+    while next < N {
+        if let LeaderEvent::Request { from, request } = leader.next_event().await? {
+            assert_eq!((from, request.cxid), (2, next));
+            next += 1;
+        }
+    }
+    sender.await??;
+    assert!(leader.node.status.borrow().serving);
+    let z = leader
+        .client
+        .propose(Bytes::from_static(b"still leading"))
+        .await?;
+    f2.node.wait_applied(z).await?;
+    let _ = f2.node.stop().await?;
+    let _ = f3.node.stop().await?;
+    let _ = leader.node.stop().await?;
     Ok(())
 }
