@@ -447,6 +447,12 @@ impl Session {
         error: zk_proto::jute::JuteError,
     ) -> Result<(), CnxnError> {
         let Ok(op) = OpCode::try_from(header.op) else {
+            // ZooKeeper answers an op it does not know with Unimplemented (zxid -1) and
+            // closes the connection.
+            let reply = ReplyPacket::new(header.xid, -1, ErrorCode::Unimplemented, Response::Empty);
+            framed.feed(&reply).await?;
+            self.count_sent(1);
+            flush(framed).await?;
             return Err(error.into());
         };
         let stats = &self.shared.stats;
