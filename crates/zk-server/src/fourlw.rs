@@ -128,7 +128,9 @@ impl Facts {
         let (znode_count, ephemerals_count, approximate_data_size, last_zxid, global_sessions) = {
             let tree = shared.tree();
             (
-                tree.node_count(),
+                // ZooKeeper's node map holds the root twice (under "" and "/"), and
+                // its count shows it.
+                tree.node_count() + 1,
                 tree.ephemeral_count(),
                 tree.approximate_data_size(),
                 tree.last_processed_zxid(),
