@@ -1618,3 +1618,465 @@ async fn harness_reports_its_target() -> Result<()> {
     }
     Ok(())
 }
+
+// -- more wire details -------------------------------------------------------------------
+
+async fn sorted_children(c: &mut Raw, path: &str) -> Result<(Vec<String>, zk_proto::data::Stat)> {
+    let r = c
+        .call(Request::GetChildren2(GetChildrenRequest {
+            path: path.into(),
+            watch: false,
+        }))
+        .await?;
+    match r.body {
+        Response::GetChildren2(mut g) => {
+            g.children.sort();
+            Ok((g.children, g.stat))
+        }
+        _ => anyhow::bail!("getChildren2 {path}: {:?}", r.header),
+    }
+}
+
+#[tokio::test]
+async fn fresh_tree_and_special_nodes() -> Result<()> {
+    let server = ZkServer::start()?;
+    let mut c = Raw::connect(server.socket_addr(), 10_000).await?;
+    let (root, st) = sorted_children(&mut c, "/").await?;
+    assert_eq!(root, ["zookeeper"]);
+    assert_eq!(
+        (st.czxid, st.mzxid, st.version, st.cversion, st.num_children),
+        (0, 0, 0, -1, 1),
+        "reported cversion = 2 * stored - numChildren; /zookeeper did not bump the root's"
+    );
+    assert_eq!((st.ephemeral_owner, st.data_length, st.aversion), (0, 0, 0));
+    let (zk, _) = sorted_children(&mut c, "/zookeeper").await?;
+    assert_eq!(zk, ["config", "quota"]);
+    let r = c
+        .call(Request::GetAllChildrenNumber(GetAllChildrenNumberRequest {
+            path: "/".into(),
+        }))
+        .await?;
+    assert!(
+        matches!(&r.body, Response::GetAllChildrenNumber(n) if n.total_number == 3),
+        "{r:?}"
+    );
+    let mntr = four_letter_word(server.socket_addr(), "mntr")?;
+    // ZooKeeper counts the root twice (it is stored under "" and "/").
+    assert!(mntr.contains("zk_znode_count\t5\n"), "{mntr}");
+    let (d, _) = c
+        .get_data("/zookeeper/quota", false)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    assert_eq!(d.as_deref().unwrap_or_default(), b"");
+    // The special nodes cannot be deleted, but may get children.
+    assert_eq!(c.delete("/zookeeper/quota", -1).await?, BAD_ARGUMENTS);
+    assert!(c.create("/zookeeper/mine", None, PERSISTENT).await?.is_ok());
+    Ok(())
+}
+
+#[tokio::test]
+async fn reply_zxids() -> Result<()> {
+    let server = ZkServer::start()?;
+    let mut c = Raw::connect(server.socket_addr(), 10_000).await?;
+    let r = c
+        .call(Request::Create(CreateRequest {
+            path: "/z".into(),
+            data: None,
+            acl: Acl::open_unsafe(),
+            flags: 0,
+        }))
+        .await?;
+    assert!(
+        matches!(&r.body, Response::Create(cr) if cr.path == "/z"),
+        "{r:?}"
+    );
+    let z1 = r.header.zxid;
+    // A failed write is an error txn: it takes the next zxid.
+    let r = c
+        .call(Request::Create(CreateRequest {
+            path: "/z".into(),
+            data: None,
+            acl: Acl::open_unsafe(),
+            flags: 0,
+        }))
+        .await?;
+    assert_eq!((r.header.err, r.header.zxid), (NODE_EXISTS, z1 + 1));
+    // Reads and pings carry the last processed zxid.
+    let r = c
+        .call(Request::GetData(GetDataRequest {
+            path: "/z".into(),
+            watch: false,
+        }))
+        .await?;
+    assert_eq!(r.header.zxid, z1 + 1);
+    let r = c.call(Request::Ping).await?;
+    assert_eq!((r.header.xid, r.header.zxid), (-2, z1 + 1));
+    let r = c
+        .call(Request::GetData(GetDataRequest {
+            path: "/nope".into(),
+            watch: false,
+        }))
+        .await?;
+    assert_eq!((r.header.err, r.header.zxid), (NO_NODE, z1 + 1));
+    // Auth replies carry zxid 0.
+    let r = c
+        .call(Request::Auth(zk_proto::jute::AuthPacket {
+            auth_type: 0,
+            scheme: "digest".into(),
+            auth: Bytes::from_static(b"u:p"),
+        }))
+        .await?;
+    assert_eq!((r.header.xid, r.header.zxid, r.header.err), (-4, 0, 0));
+    // A session's create and close take zxids too.
+    let c2 = Raw::connect(server.socket_addr(), 10_000).await?;
+    drop(c2);
+    let r = c.call(Request::Ping).await?;
+    assert_eq!(r.header.zxid, z1 + 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn session_timeout_negotiation() -> Result<()> {
+    let server = ZkServer::start()?;
+    // tickTime=2000: min 2 ticks, max 20 ticks.
+    let c = Raw::connect(server.socket_addr(), 1).await?;
+    assert_eq!(c.timeout_ms, 4_000);
+    let c = Raw::connect(server.socket_addr(), 1_000_000).await?;
+    assert_eq!(c.timeout_ms, 40_000);
+    let c = Raw::connect(server.socket_addr(), 12_345).await?;
+    assert_eq!(c.timeout_ms, 12_345);
+    assert_eq!(c.passwd.len(), 16);
+    Ok(())
+}
+
+#[tokio::test]
+async fn acl_is_checked_before_existence_and_version() -> Result<()> {
+    let server = ZkServer::start()?;
+    let mut owner = Raw::connect(server.socket_addr(), 10_000).await?;
+    let mut other = Raw::connect(server.socket_addr(), 10_000).await?;
+    owner
+        .create_acl("/ro", Some(b"r"), Acl::read_unsafe(), PERSISTENT)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    assert_eq!(other.delete("/ro/missing", -1).await?, NO_AUTH);
+    assert_eq!(
+        other.set_data("/ro", None, 99).await?.map(|_| ()),
+        Err(NO_AUTH)
+    );
+    assert_eq!(other.create("/ro/x", None, PERSISTENT).await?, Err(NO_AUTH));
+    assert_eq!(
+        other.create("/ro/x/y", None, PERSISTENT).await?,
+        Err(NO_NODE)
+    );
+
+    assert_eq!(owner.auth("digest", b"alice:secret").await?, 0);
+    owner
+        .create_acl("/secret", Some(b"s"), Acl::creator_all(), PERSISTENT)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    owner
+        .create("/secret/child", None, PERSISTENT)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    let r = other
+        .call(Request::GetChildren(GetChildrenRequest {
+            path: "/secret".into(),
+            watch: false,
+        }))
+        .await?;
+    assert_eq!(r.header.err, NO_AUTH);
+    let r = other
+        .call(Request::GetAllChildrenNumber(GetAllChildrenNumberRequest {
+            path: "/secret".into(),
+        }))
+        .await?;
+    assert_eq!(r.header.err, NO_AUTH);
+    let r = other
+        .call(Request::GetAcl(GetAclRequest {
+            path: "/secret".into(),
+        }))
+        .await?;
+    assert_eq!(r.header.err, NO_AUTH, "getACL needs READ or ADMIN");
+    // The child has an open ACL: reachable although its parent is not.
+    assert!(other.get_data("/secret/child", false).await?.is_ok());
+    assert_eq!(other.delete("/secret/child", -1).await?, NO_AUTH);
+    // multi: the ACL failure is the member's error.
+    let r = other
+        .call(Request::Multi(vec![
+            create_op("/ok-in-multi"),
+            MultiOp::SetData(SetDataRequest {
+                path: "/ro".into(),
+                data: None,
+                version: -1,
+            }),
+        ]))
+        .await?;
+    let Response::Multi(results) = &r.body else {
+        anyhow::bail!("multi: {r:?}")
+    };
+    assert_eq!(multi_errors(results), [0, NO_AUTH]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn set_watches_after_reconnect_fire_for_missed_changes() -> Result<()> {
+    let server = ZkServer::start()?;
+    let mut writer = Raw::connect(server.socket_addr(), 10_000).await?;
+    writer
+        .create("/sw", Some(b"0"), PERSISTENT)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    writer
+        .create("/gone", None, PERSISTENT)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    writer
+        .create("/same", None, PERSISTENT)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    let seen = writer.last_zxid;
+    writer
+        .set_data("/sw", Some(b"1"), -1)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    writer
+        .create("/sw/c", None, PERSISTENT)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    assert_eq!(writer.delete("/gone", -1).await?, 0);
+    writer
+        .create("/new", None, PERSISTENT)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+
+    let mut c = Raw::connect(server.socket_addr(), 10_000).await?;
+    let r = c
+        .call(Request::SetWatches(zk_proto::jute::SetWatches {
+            relative_zxid: seen,
+            data_watches: vec!["/sw".into(), "/gone".into(), "/same".into()],
+            exist_watches: vec!["/new".into(), "/none".into()],
+            child_watches: vec!["/sw".into(), "/same".into()],
+        }))
+        .await?;
+    assert_eq!((r.header.xid, r.header.err), (-8, 0));
+    let got: Vec<_> = c
+        .events
+        .drain(..)
+        .map(|(_, e)| (e.event_type, e.path))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (EventType::NodeDataChanged.code(), "/sw".to_owned()),
+            (EventType::NodeDeleted.code(), "/gone".to_owned()),
+            (EventType::NodeCreated.code(), "/new".to_owned()),
+            (EventType::NodeChildrenChanged.code(), "/sw".to_owned()),
+        ]
+    );
+    // The watches that did not fire are set.
+    writer
+        .create("/none", None, PERSISTENT)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    writer
+        .set_data("/same", Some(b"x"), -1)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    writer
+        .create("/same/c", None, PERSISTENT)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    c.ping().await?;
+    let got: Vec<_> = c
+        .events
+        .drain(..)
+        .map(|(_, e)| (e.event_type, e.path))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (EventType::NodeCreated.code(), "/none".to_owned()),
+            (EventType::NodeDataChanged.code(), "/same".to_owned()),
+            (EventType::NodeChildrenChanged.code(), "/same".to_owned()),
+        ]
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn unknown_op_code() -> Result<()> {
+    let server = ZkServer::start()?;
+    let mut c = Raw::connect(server.socket_addr(), 10_000).await?;
+    c.create("/u", None, PERSISTENT)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    let mut frame = Vec::new();
+    frame.extend_from_slice(&77i32.to_be_bytes());
+    frame.extend_from_slice(&999i32.to_be_bytes());
+    raw::write_frame(c.stream(), &frame).await?;
+    let mut reply = raw::read_frame(c.stream())
+        .await?
+        .context("closed after an unknown op")?;
+    let h = <zk_proto::jute::ReplyHeader as zk_proto::jute::Record>::decode(&mut reply)?;
+    // Unimplemented (zxid -1), then ZooKeeper closes the connection.
+    assert_eq!((h.xid, h.zxid, h.err), (77, -1, UNIMPLEMENTED));
+    assert_eq!(raw::read_frame(c.stream()).await?, None);
+    let mut c = Raw::connect(server.socket_addr(), 10_000).await?;
+    assert!(c.exists("/u", false).await?.is_ok());
+    Ok(())
+}
+
+#[tokio::test]
+async fn multi_member_errors() -> Result<()> {
+    let server = ZkServer::start()?;
+    let mut c = Raw::connect(server.socket_addr(), 10_000).await?;
+    c.create("/mm", None, PERSISTENT)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    c.create("/mm/full", None, PERSISTENT)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    c.create("/mm/full/c", None, PERSISTENT)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    let eph = |path: &str| {
+        MultiOp::Create(CreateRequest {
+            path: path.into(),
+            data: None,
+            acl: Acl::open_unsafe(),
+            flags: EPHEMERAL,
+        })
+    };
+    let cases: Vec<(Vec<MultiOp>, Vec<i32>)> = vec![
+        (
+            vec![eph("/mm/e"), create_op("/mm/e/c")],
+            vec![0, NO_CHILDREN_FOR_EPHEMERALS],
+        ),
+        (
+            vec![MultiOp::Delete(DeleteRequest {
+                path: "/mm/full".into(),
+                version: -1,
+            })],
+            vec![NOT_EMPTY],
+        ),
+        (
+            vec![create_op("/mm/x"), create_op("/mm/x")],
+            vec![0, NODE_EXISTS],
+        ),
+        (
+            vec![create_op("/mm/bad/"), create_op("/mm/y")],
+            vec![NO_NODE, RUNTIME_INCONSISTENCY],
+        ),
+        (
+            vec![MultiOp::Delete(DeleteRequest {
+                path: "/zookeeper".into(),
+                version: -1,
+            })],
+            vec![BAD_ARGUMENTS],
+        ),
+        (
+            vec![
+                MultiOp::Check(CheckVersionRequest {
+                    path: "/nope".into(),
+                    version: 0,
+                }),
+                create_op("/mm/z"),
+            ],
+            vec![NO_NODE, RUNTIME_INCONSISTENCY],
+        ),
+    ];
+    for (ops, want) in cases {
+        let r = c.call(Request::Multi(ops.clone())).await?;
+        let Response::Multi(results) = &r.body else {
+            anyhow::bail!("multi {ops:?}: {r:?}")
+        };
+        assert_eq!(multi_errors(results), want, "{ops:?}");
+    }
+    let r = c
+        .call(Request::GetChildren(GetChildrenRequest {
+            path: "/mm".into(),
+            watch: false,
+        }))
+        .await?;
+    assert!(
+        matches!(&r.body, Response::GetChildren(g) if g.children == ["full"]),
+        "{r:?}"
+    );
+    // Create then delete in one multi, and the same names again.
+    let r = c
+        .call(Request::Multi(vec![
+            create_op("/mm/t"),
+            MultiOp::Delete(DeleteRequest {
+                path: "/mm/t".into(),
+                version: 0,
+            }),
+            create_op("/mm/t"),
+            MultiOp::SetData(SetDataRequest {
+                path: "/mm/t".into(),
+                data: None,
+                version: 0,
+            }),
+        ]))
+        .await?;
+    let Response::Multi(results) = &r.body else {
+        anyhow::bail!("multi: {r:?}")
+    };
+    assert_eq!(multi_errors(results), [0, 0, 0, 0]);
+    let st = c
+        .exists("/mm/t", false)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    assert_eq!(
+        (st.version, st.czxid, st.mzxid),
+        (1, r.header.zxid, r.header.zxid)
+    );
+    let st = c.exists("/mm", false).await?.map_err(anyhow::Error::msg)?;
+    assert_eq!((st.cversion, st.num_children), (4, 2));
+    Ok(())
+}
+
+#[tokio::test]
+async fn other_four_letter_words() -> Result<()> {
+    let server = ZkServer::start()?;
+    let mut c = Raw::connect(server.socket_addr(), 10_000).await?;
+    c.create("/fl", None, PERSISTENT)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    assert!(c.get_data("/fl", true).await?.is_ok());
+    let addr = server.socket_addr();
+    let stat = four_letter_word(addr, "stat")?;
+    for part in [
+        "Zookeeper version: ",
+        "Clients:\n",
+        "Latency min/avg/max: ",
+        "Mode: standalone\n",
+        "Node count: 6\n",
+    ] {
+        assert!(stat.contains(part), "stat lacks {part:?}:\n{stat}");
+    }
+    let conf = four_letter_word(addr, "conf")?;
+    assert!(
+        conf.contains(&format!("clientPort={}\n", server.port)),
+        "{conf}"
+    );
+    assert!(conf.contains("tickTime=2000\n"), "{conf}");
+    assert!(conf.contains("maxSessionTimeout=40000\n"), "{conf}");
+    let envi = four_letter_word(addr, "envi")?;
+    assert!(envi.starts_with("Environment:\n"), "{envi}");
+    assert!(envi.contains("zookeeper.version="), "{envi}");
+    let cons = four_letter_word(addr, "cons")?;
+    assert!(cons.contains(" /127.0.0.1:"), "{cons}");
+    let wchs = four_letter_word(addr, "wchs")?;
+    assert!(
+        wchs.starts_with("1 connections watching 1 paths\nTotal watches:1\n"),
+        "{wchs}"
+    );
+    let dirs = four_letter_word(addr, "dirs")?;
+    assert!(
+        dirs.contains("datadir_size: ") && dirs.contains("logdir_size: "),
+        "{dirs}"
+    );
+    assert_eq!(four_letter_word(addr, "srst")?, "Server stats reset.\n");
+    assert_eq!(four_letter_word(addr, "crst")?, "Connection stats reset.\n");
+    Ok(())
+}
