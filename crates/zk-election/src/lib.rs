@@ -44,6 +44,6 @@ pub use crate::config::{Member, NodeConfig};
 pub use crate::core::{CoreConfig, Election, Input, Output};
 pub use crate::error::{DecodeError, ElectionError, InvariantViolation};
 pub use crate::node::{ElectionHandle, ElectionInputs, ElectionNode, NodeStatus, run};
-pub use crate::quorum::{Majority, QuorumVerifier, Weighted};
+pub use crate::quorum::{Hierarchical, Majority, QuorumVerifier, Weighted};
 pub use crate::transport::{Dialer, TcpDialer};
 pub use crate::vote::{Decision, Notification, PeerState, Sid, Vote};

@@ -156,6 +156,106 @@ impl QuorumVerifier for Weighted {
     }
 }
 
+/// ZooKeeper's `QuorumHierarchical`: voters in groups, each with a weight. A set is a
+/// quorum when, in more than half of the groups (those of positive total weight), it
+/// holds more than half of the group's weight.
+///
+/// ```
+/// use std::collections::BTreeSet;
+/// use zk_election::{Hierarchical, QuorumVerifier};
+/// // Three groups of two.
+/// let q = Hierarchical::new([(1, vec![(1, 1), (2, 1)]), (2, vec![(3, 1), (4, 1)]), (3, vec![(5, 1), (6, 1)])], []).unwrap();
+/// assert!(q.contains_quorum(&BTreeSet::from([1, 2, 3, 4])));
+/// assert!(!q.contains_quorum(&BTreeSet::from([1, 3, 5]))); // half of each group only
+/// ```
+#[derive(Debug, Clone)]
+pub struct Hierarchical {
+    group_of: BTreeMap<Sid, u64>,
+    weights: BTreeMap<Sid, u64>,
+    group_weight: BTreeMap<u64, u64>,
+    voters: BTreeSet<Sid>,
+    observers: BTreeSet<Sid>,
+}
+
+impl Hierarchical {
+    /// Builds it from `(group id, [(sid, weight)])`; weight 0 makes a non-voter.
+    pub fn new(
+        groups: impl IntoIterator<Item = (u64, Vec<(Sid, u64)>)>,
+        observers: impl IntoIterator<Item = Sid>,
+    ) -> Result<Self, ElectionError> {
+        let mut group_of = BTreeMap::new();
+        let mut weights = BTreeMap::new();
+        let mut group_weight: BTreeMap<u64, u64> = BTreeMap::new();
+        for (gid, members) in groups {
+            for (sid, w) in members {
+                if group_of.insert(sid, gid).is_some() {
+                    return Err(ElectionError::Config(format!("sid {sid} is in two groups")));
+                }
+                weights.insert(sid, w);
+                let total = group_weight.entry(gid).or_insert(0);
+                *total = total
+                    .checked_add(w)
+                    .ok_or_else(|| ElectionError::Config("group weight overflows".into()))?;
+            }
+        }
+        let mut observers: BTreeSet<Sid> = observers.into_iter().collect();
+        observers.extend(weights.iter().filter(|(_, w)| **w == 0).map(|(s, _)| *s));
+        let voters: BTreeSet<Sid> = weights
+            .iter()
+            .filter(|(_, w)| **w > 0)
+            .map(|(s, _)| *s)
+            .collect();
+        if voters.is_empty() {
+            return Err(ElectionError::Config(
+                "no voter with a positive weight".into(),
+            ));
+        }
+        if let Some(both) = voters.intersection(&observers).next() {
+            return Err(ElectionError::Config(format!(
+                "sid {both} is both a voter and an observer"
+            )));
+        }
+        Ok(Hierarchical {
+            group_of,
+            weights,
+            group_weight,
+            voters,
+            observers,
+        })
+    }
+}
+
+impl QuorumVerifier for Hierarchical {
+    fn voters(&self) -> &BTreeSet<Sid> {
+        &self.voters
+    }
+    fn observers(&self) -> &BTreeSet<Sid> {
+        &self.observers
+    }
+    fn weight(&self, sid: Sid) -> u64 {
+        self.weights.get(&sid).copied().unwrap_or(0)
+    }
+    fn contains_quorum(&self, acks: &BTreeSet<Sid>) -> bool {
+        let mut acked: BTreeMap<u64, u64> = BTreeMap::new();
+        for sid in acks {
+            if let Some(gid) = self.group_of.get(sid) {
+                // No overflow: at most the group's total, which was checked.
+                *acked.entry(*gid).or_insert(0) += self.weight(*sid);
+            }
+        }
+        let groups = self.group_weight.values().filter(|w| **w > 0).count();
+        let majorities = acked
+            .iter()
+            .filter(|(gid, w)| {
+                self.group_weight
+                    .get(gid)
+                    .is_some_and(|total| **w > total / 2)
+            })
+            .count();
+        majorities > groups / 2
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,6 +283,28 @@ mod tests {
         assert!(Majority::new([1, 2], [2]).is_err());
         assert!(Weighted::new([(1, 0)], []).is_err());
         assert!(Weighted::new([(1, u64::MAX), (2, 1)], []).is_err());
+    }
+
+    #[test]
+    fn hierarchical_needs_a_majority_of_groups_with_a_majority_each() {
+        let q = Hierarchical::new(
+            [
+                (1, vec![(1, 1), (2, 1), (3, 1)]),
+                (2, vec![(4, 1), (5, 1), (6, 1)]),
+                (3, vec![(7, 1), (8, 1), (9, 0)]),
+            ],
+            [],
+        )
+        .unwrap();
+        assert!(q.contains_quorum(&BTreeSet::from([1, 2, 4, 5])));
+        assert!(!q.contains_quorum(&BTreeSet::from([1, 2, 3, 4])));
+        assert!(q.contains_quorum(&BTreeSet::from([7, 8, 5, 6])));
+        assert!(
+            !q.contains_quorum(&BTreeSet::from([7, 9, 5, 6])),
+            "weight 0 does not count"
+        );
+        assert!(q.observers().contains(&9));
+        assert!(Hierarchical::new([(1, vec![(1, 1)]), (2, vec![(1, 1)])], []).is_err());
     }
 
     #[test]

@@ -30,7 +30,7 @@ use std::sync::Arc;
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 use zk_election::{
-    CoreConfig, Decision, Election, Input, Majority, Notification, Output, PeerState,
+    CoreConfig, Decision, Election, Hierarchical, Input, Majority, Notification, Output, PeerState,
     QuorumVerifier, Sid, Vote, Weighted,
 };
 
@@ -179,8 +179,17 @@ impl Sim {
         let observers = rng.random_range(0..3u64);
         let voter_ids: Vec<Sid> = (1..=voters).collect();
         let observer_ids: Vec<Sid> = (voters + 1..=voters + observers).collect();
-        // Mostly plain majorities; some schedules use weighted votes (1 to 3 each).
-        let quorum: Arc<dyn QuorumVerifier> = if voters > 1 && rng.random_bool(0.3) {
+        // Half plain majorities, the rest weighted votes (1 to 3 each) or groups.
+        let kind = rng.random_range(0..10);
+        let quorum: Arc<dyn QuorumVerifier> = if voters >= 3 && kind < 2 {
+            // ZooKeeper's hierarchical quorums: voters dealt into three groups.
+            let mut groups: BTreeMap<u64, Vec<(Sid, u64)>> = BTreeMap::new();
+            for (i, s) in voter_ids.iter().enumerate() {
+                let w = rng.random_range(1..=2u64);
+                groups.entry(i as u64 % 3).or_default().push((*s, w));
+            }
+            Arc::new(Hierarchical::new(groups, observer_ids.clone()).unwrap())
+        } else if voters > 1 && kind < 5 {
             let weights: Vec<(Sid, u64)> = voter_ids
                 .iter()
                 .map(|s| (*s, rng.random_range(1..=3u64)))
