@@ -33,7 +33,7 @@ use zk_proto::jute::{
 use crate::acl::{self, AuthProviders};
 use crate::pipeline::{Submitter, WriteOp};
 use crate::prep::PrepInput;
-use crate::server::{ConnHandle, Outbound, Shared, is_read};
+use crate::server::{ConnHandle, ConnStats, Outbound, Shared, is_read, last_op_name};
 use crate::session;
 
 /// How long a fresh connection may take to send its first frame.
@@ -118,6 +118,8 @@ pub async fn handle(
     shared: Arc<Shared>,
     submitter: Submitter,
 ) -> Result<(), CnxnError> {
+    // Listed in `cons` from now until this returns.
+    let client = shared.register_client(remote);
     let max_frame = shared.config.jute_max_buffer as usize + 1024;
     let mut framed = Framed::new(
         stream,
@@ -130,6 +132,13 @@ pub async fn handle(
     };
     let frame = match first {
         Inbound::FourLetterWord(word) => {
+            // ZooKeeper counts the word as a packet received, for the server and the
+            // connection.
+            shared
+                .stats
+                .packets_received
+                .fetch_add(1, Ordering::Relaxed);
+            client.stats.received();
             let text = crate::fourlw::answer(&shared, word);
             let mut stream = framed.into_inner();
             stream.write_all(text.as_bytes()).await?;
@@ -138,6 +147,11 @@ pub async fn handle(
         }
         Inbound::Frame(frame) => frame,
     };
+    shared
+        .stats
+        .packets_received
+        .fetch_add(1, Ordering::Relaxed);
+    client.stats.received();
     let mut body = frame.freeze();
     let connect = ConnectRequest::decode(&mut body)?;
     let role = shared.role();
@@ -159,11 +173,12 @@ pub async fn handle(
         shared.config.max_session_timeout_ms,
     );
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let conn_id = shared.next_conn_id();
+    let conn_id = client.stats.id;
     let handle = ConnHandle {
         id: conn_id,
         remote,
         tx,
+        stats: client.stats.clone(),
     };
     let now = shared.now_ms();
 
@@ -220,6 +235,9 @@ pub async fn handle(
         read_only: connect.read_only.map(|_| false),
     };
     framed.send(&answer).await?;
+    shared.stats.packets_sent.fetch_add(1, Ordering::Relaxed);
+    client.stats.sent(1);
+    client.stats.set_session(session, timeout_ms);
     tracing::info!(%remote, session = format_args!("{session:#x}"), timeout_ms, "session established");
 
     let mut conn = Session {
@@ -231,6 +249,7 @@ pub async fn handle(
         providers: AuthProviders::new(shared.config.super_digest.clone()),
         pending: VecDeque::new(),
         remote,
+        client: client.stats.clone(),
     };
     let result = conn.run(&mut framed, &mut rx).await;
     shared.detach(session, conn_id);
@@ -250,7 +269,7 @@ async fn flush(framed: &mut Conn) -> Result<(), CnxnError> {
 /// A request waiting for its turn to be answered.
 enum Pending {
     /// A write (or sync) submitted to the pipeline; its reply comes as `Outbound::Reply`.
-    Write { xid: i32, at: Instant },
+    Write { xid: i32, op: OpCode, at: Instant },
     /// A read that arrived after a write of this session.
     Read {
         xid: i32,
@@ -274,6 +293,7 @@ struct Session {
     providers: AuthProviders,
     pending: VecDeque<Pending>,
     remote: SocketAddr,
+    client: Arc<ConnStats>,
 }
 
 impl Session {
@@ -334,14 +354,19 @@ impl Session {
             .stats
             .packets_sent
             .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        self.client.sent(n);
     }
 
-    fn finished(&self, at: Instant) {
+    /// A request that arrived at `at` is answered (`write`: it went through a txn).
+    fn finished(&self, at: Instant, op: &'static str, xid: i32, zxid: i64, write: bool) {
         let stats = &self.shared.stats;
-        stats.record_latency(at.elapsed().as_micros() as u64);
+        let us = at.elapsed().as_micros() as u64;
+        stats.record_request(us, write);
         stats
             .outstanding
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.client
+            .responded(op, xid, zxid, us, self.shared.now_ms());
     }
 
     /// Handles one request; true when the connection is to close.
@@ -354,6 +379,7 @@ impl Session {
         stats
             .packets_received
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.client.received();
         self.shared.touch_session(self.session, self.timeout_ms);
         let xid = packet.xid;
         let at = Instant::now();
@@ -400,6 +426,7 @@ impl Session {
                 stats
                     .outstanding
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.client.request_queued();
                 if self.pending.is_empty() {
                     self.answer_read(framed, xid, &request, at).await?;
                 } else {
@@ -411,6 +438,8 @@ impl Session {
                 stats
                     .outstanding
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.client.request_queued();
+                let op_code = request.op_code();
                 let op = match request {
                     Request::Sync(r) => WriteOp::Sync {
                         session: self.session,
@@ -428,7 +457,11 @@ impl Session {
                         auth: self.auth.clone(),
                     }),
                 };
-                self.pending.push_back(Pending::Write { xid, at });
+                self.pending.push_back(Pending::Write {
+                    xid,
+                    op: op_code,
+                    at,
+                });
                 if self.submitter.send(op).await.is_err() {
                     return Err(CnxnError::Closed("write pipeline stopped".into()));
                 }
@@ -471,8 +504,11 @@ impl Session {
             | OpCode::Reconfig => {
                 stats.packets_received.fetch_add(1, Ordering::Relaxed);
                 stats.outstanding.fetch_add(1, Ordering::Relaxed);
+                self.client.received();
+                self.client.request_queued();
                 self.pending.push_back(Pending::Write {
                     xid: header.xid,
+                    op,
                     at,
                 });
                 let op = WriteOp::Prep(PrepInput::Malformed {
@@ -498,6 +534,8 @@ impl Session {
             | OpCode::AddWatch => {
                 stats.packets_received.fetch_add(1, Ordering::Relaxed);
                 stats.outstanding.fetch_add(1, Ordering::Relaxed);
+                self.client.received();
+                self.client.request_queued();
                 let err = ErrorCode::MarshallingError;
                 if self.pending.is_empty() {
                     self.answer_failed(framed, header.xid, err, at).await
@@ -526,7 +564,7 @@ impl Session {
             .feed(&ReplyPacket::new(xid, zxid, err, Response::Empty))
             .await?;
         self.count_sent(1);
-        self.finished(at);
+        self.finished(at, "NA", xid, zxid, false);
         Ok(())
     }
 
@@ -546,7 +584,8 @@ impl Session {
         }
         framed.feed(&reply).await?;
         self.count_sent(events.len() as u64 + 1);
-        self.finished(at);
+        let op = last_op_name(request.op_code());
+        self.finished(at, op, xid, reply.header.zxid, false);
         Ok(())
     }
 
@@ -559,7 +598,7 @@ impl Session {
             }
             Outbound::Reply(p) => {
                 match self.pending.pop_front() {
-                    Some(Pending::Write { xid, at }) => {
+                    Some(Pending::Write { xid, op, at }) => {
                         if xid != p.header.xid {
                             tracing::warn!(
                                 expected = xid,
@@ -567,7 +606,7 @@ impl Session {
                                 "reply out of order"
                             );
                         }
-                        self.finished(at);
+                        self.finished(at, last_op_name(op), xid, p.header.zxid, true);
                     }
                     Some(other) => {
                         tracing::warn!(got = p.header.xid, "reply with no outstanding write");

@@ -241,7 +241,10 @@ pub fn monitor_values(shared: &Shared) -> Vec<(String, MonitorValue)> {
     let mut kv: Vec<(String, MonitorValue)> = Vec::with_capacity(64);
     let mut put = |k: &str, v: MonitorValue| kv.push((k.to_string(), v));
     put("version", MonitorValue::Text(full_version()));
-    put("server_state", MonitorValue::Text(f.role.mode_name().into()));
+    put(
+        "server_state",
+        MonitorValue::Text(f.role.mode_name().into()),
+    );
     put("ephemerals_count", int(f.ephemerals_count));
     put("num_alive_connections", int(f.connections));
     put("avg_latency", MonitorValue::Float(f.avg_latency_ms));
@@ -263,7 +266,10 @@ pub fn monitor_values(shared: &Shared) -> Vec<(String, MonitorValue)> {
     }
     put("approximate_data_size", int(f.approximate_data_size));
     put("uptime", int(f.uptime_ms));
-    put("connection_request_count", int(load(&s.connections_accepted)));
+    put(
+        "connection_request_count",
+        int(load(&s.connections_accepted)),
+    );
     put("diff_count", int(load(&q.diff_syncs)));
     put("snap_count", int(load(&q.snap_syncs)));
     put("looking_count", int(load(&q.looking)));
@@ -283,9 +289,7 @@ pub fn monitor_values(shared: &Shared) -> Vec<(String, MonitorValue)> {
         put("pending_syncs", int(load(&q.pending_syncs)));
         let (last, min, max) = q
             .proposal_sizes()
-            .map_or((-1, -1, -1), |(l, mi, ma)| {
-                (l as i64, mi as i64, ma as i64)
-            });
+            .map_or((-1, -1, -1), |(l, mi, ma)| (l as i64, mi as i64, ma as i64));
         put("last_proposal_size", int(last));
         put("min_proposal_size", int(min));
         put("max_proposal_size", int(max));
@@ -355,9 +359,7 @@ fn server_stats_text(shared: &Shared, with_clients: bool) -> String {
             .stats
             .quorum
             .proposal_sizes()
-            .map_or((-1, -1, -1), |(l, mi, ma)| {
-                (l as i64, mi as i64, ma as i64)
-            });
+            .map_or((-1, -1, -1), |(l, mi, ma)| (l as i64, mi as i64, ma as i64));
         let _ = writeln!(out, "Proposal sizes last/min/max: {last}/{min}/{max}");
     }
     out
@@ -642,4 +644,4 @@ fn parse_max_open_files(limits: &str) -> Option<u64> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -11,7 +11,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
 
@@ -176,6 +176,227 @@ impl ServerStats {
     }
 }
 
+/// One client connection's counters (ZooKeeper's `ServerCnxn` statistics), for `cons`,
+/// `stat` and `crst`. The connection's task counts; admin commands read.
+#[derive(Debug)]
+pub struct ConnStats {
+    /// The connection.
+    pub id: ConnId,
+    /// The client's address.
+    pub remote: SocketAddr,
+    /// Wall-clock ms when the connection was accepted.
+    pub established_ms: u64,
+    session: AtomicI64,
+    timeout_ms: AtomicU64,
+    packets_received: AtomicU64,
+    packets_sent: AtomicU64,
+    outstanding: AtomicU64,
+    responses: Mutex<ResponseStats>,
+}
+
+/// The part of [`ConnStats`] updated per response, under one lock so it stays coherent.
+#[derive(Debug, Clone, Copy)]
+struct ResponseStats {
+    op: &'static str,
+    cxid: i64,
+    zxid: i64,
+    time_ms: u64,
+    latency_us: u64,
+    min_us: u64,
+    max_us: u64,
+    count: u64,
+    total_us: u64,
+}
+
+impl ResponseStats {
+    /// ZooKeeper's values after `resetStats`.
+    const RESET: ResponseStats = ResponseStats {
+        op: "NA",
+        cxid: -1,
+        zxid: -1,
+        time_ms: 0,
+        latency_us: 0,
+        min_us: u64::MAX,
+        max_us: 0,
+        count: 0,
+        total_us: 0,
+    };
+}
+
+/// A copy of a connection's counters; latencies in ms as ZooKeeper prints them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnStatsView {
+    /// The connection.
+    pub id: ConnId,
+    /// The client's address.
+    pub remote: SocketAddr,
+    /// Wall-clock ms when the connection was accepted.
+    pub established_ms: u64,
+    /// The session (0 before the handshake, and for four-letter words).
+    pub session_id: i64,
+    /// The negotiated session timeout.
+    pub timeout_ms: u64,
+    /// Packets received on this connection.
+    pub packets_received: u64,
+    /// Packets sent on this connection.
+    pub packets_sent: u64,
+    /// Requests of this connection not answered yet.
+    pub outstanding: u64,
+    /// The last request answered (`FinalRequestProcessor`'s names: `GETD`, `PING`, …).
+    pub last_op: &'static str,
+    /// Its xid (-1: none).
+    pub last_cxid: i64,
+    /// The zxid of its reply (-1: none).
+    pub last_zxid: i64,
+    /// When it was answered, wall-clock ms.
+    pub last_response_ms: u64,
+    /// Its latency.
+    pub last_latency_ms: u64,
+    /// Smallest latency.
+    pub min_latency_ms: u64,
+    /// Average latency (integer ms, as ZooKeeper).
+    pub avg_latency_ms: u64,
+    /// Largest latency.
+    pub max_latency_ms: u64,
+}
+
+impl ConnStats {
+    /// Fresh counters of connection `id` from `remote`, accepted at `established_ms`.
+    pub fn new(id: ConnId, remote: SocketAddr, established_ms: u64) -> ConnStats {
+        ConnStats {
+            id,
+            remote,
+            established_ms,
+            session: AtomicI64::new(0),
+            timeout_ms: AtomicU64::new(0),
+            packets_received: AtomicU64::new(0),
+            packets_sent: AtomicU64::new(0),
+            outstanding: AtomicU64::new(0),
+            responses: Mutex::new(ResponseStats::RESET),
+        }
+    }
+
+    /// The session is established on this connection.
+    pub fn set_session(&self, session: i64, timeout_ms: u32) {
+        self.session.store(session, Ordering::Relaxed);
+        self.timeout_ms
+            .store(u64::from(timeout_ms), Ordering::Relaxed);
+    }
+
+    /// One packet received.
+    pub fn received(&self) {
+        self.packets_received.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `n` packets sent.
+    pub fn sent(&self, n: u64) {
+        self.packets_sent.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// A request starts waiting for its answer.
+    pub fn request_queued(&self) {
+        self.outstanding.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A request of op `op` (a [`last_op_name`]) and xid `cxid` was answered with
+    /// `zxid` at `now_ms`, `latency_us` after it arrived.
+    pub fn responded(&self, op: &'static str, cxid: i32, zxid: i64, latency_us: u64, now_ms: u64) {
+        let _ = self
+            .outstanding
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        let mut r = lock(&self.responses);
+        // Special xids (ping -2, auth -4, setWatches -8) leave the last cxid alone.
+        if cxid >= 0 {
+            r.cxid = i64::from(cxid);
+        }
+        r.op = op;
+        r.zxid = zxid;
+        r.time_ms = now_ms;
+        r.latency_us = latency_us;
+        r.min_us = r.min_us.min(latency_us);
+        r.max_us = r.max_us.max(latency_us);
+        r.count += 1;
+        r.total_us = r.total_us.saturating_add(latency_us);
+    }
+
+    /// Zeroes the packet counts and latencies (`crst`, `ServerCnxn.resetStats`).
+    pub fn reset(&self) {
+        self.packets_received.store(0, Ordering::Relaxed);
+        self.packets_sent.store(0, Ordering::Relaxed);
+        *lock(&self.responses) = ResponseStats::RESET;
+    }
+
+    /// The current figures.
+    pub fn view(&self) -> ConnStatsView {
+        let r = *lock(&self.responses);
+        let ms = |us: u64| us / 1000;
+        ConnStatsView {
+            id: self.id,
+            remote: self.remote,
+            established_ms: self.established_ms,
+            session_id: self.session.load(Ordering::Relaxed),
+            timeout_ms: self.timeout_ms.load(Ordering::Relaxed),
+            packets_received: self.packets_received.load(Ordering::Relaxed),
+            packets_sent: self.packets_sent.load(Ordering::Relaxed),
+            outstanding: self.outstanding.load(Ordering::Relaxed),
+            last_op: r.op,
+            last_cxid: r.cxid,
+            last_zxid: r.zxid,
+            last_response_ms: r.time_ms,
+            last_latency_ms: ms(r.latency_us),
+            min_latency_ms: if r.count == 0 { 0 } else { ms(r.min_us) },
+            avg_latency_ms: ms(r.total_us.checked_div(r.count).unwrap_or(0)),
+            max_latency_ms: ms(r.max_us),
+        }
+    }
+}
+
+/// The name `cons` prints for the last operation of a connection
+/// (`FinalRequestProcessor`'s `lastOp`).
+pub fn last_op_name(op: OpCode) -> &'static str {
+    match op {
+        OpCode::Ping => "PING",
+        OpCode::CreateSession => "SESS",
+        OpCode::Multi => "MULT",
+        OpCode::MultiRead => "MLTR",
+        OpCode::Create | OpCode::Create2 | OpCode::CreateTtl | OpCode::CreateContainer => "CREA",
+        OpCode::Delete | OpCode::DeleteContainer => "DELE",
+        OpCode::SetData => "SETD",
+        OpCode::Reconfig => "RECO",
+        OpCode::SetAcl => "SETA",
+        OpCode::CloseSession => "CLOS",
+        OpCode::Sync => "SYNC",
+        OpCode::Check => "CHEC",
+        OpCode::Exists => "EXIS",
+        OpCode::GetData => "GETD",
+        OpCode::SetWatches => "SETW",
+        OpCode::SetWatches2 => "STW2",
+        OpCode::AddWatch => "ADDW",
+        OpCode::GetAcl => "GETA",
+        OpCode::GetChildren | OpCode::GetChildren2 => "GETC",
+        OpCode::GetAllChildrenNumber => "GETACN",
+        OpCode::CheckWatches => "CHKW",
+        OpCode::RemoveWatches => "REMW",
+        OpCode::WhoAmI => "HOMI",
+        OpCode::GetEphemerals => "GETE",
+        OpCode::Auth | OpCode::Sasl | OpCode::Notification | OpCode::Error => "NA",
+    }
+}
+
+/// A client connection listed in [`Shared::clients`] until this guard drops.
+#[derive(Debug)]
+pub struct ClientRegistration {
+    shared: Arc<Shared>,
+    /// The connection's counters.
+    pub stats: Arc<ConnStats>,
+}
+
+impl Drop for ClientRegistration {
+    fn drop(&mut self) {
+        lock(&self.shared.clients).remove(&self.stats.id);
+    }
+}
+
 /// The state of one serving node, shared by its connections and its pipeline.
 #[derive(Debug)]
 pub struct Shared {
@@ -193,6 +414,8 @@ pub struct Shared {
     sessions: Mutex<SessionTracker>,
     watches: Mutex<WatchManager>,
     conns: Mutex<HashMap<i64, ConnHandle>>,
+    /// Every open client connection (with a session or not), for `cons` and `stat`.
+    clients: Mutex<HashMap<ConnId, Arc<ConnStats>>>,
     role: watch::Sender<Role>,
     next_conn_id: AtomicU64,
     /// Client syncs waiting for the tree to reach a zxid, oldest first.
@@ -253,6 +476,7 @@ impl Shared {
             tree: RwLock::new(tree),
             watches: Mutex::new(WatchManager::new()),
             conns: Mutex::new(HashMap::new()),
+            clients: Mutex::new(HashMap::new()),
             role: watch::channel(Role::NotServing).0,
             next_conn_id: AtomicU64::new(1),
             pending_syncs: Mutex::new(VecDeque::new()),
@@ -346,6 +570,34 @@ impl Shared {
             .collect();
         v.sort_by_key(|(s, _)| *s);
         v
+    }
+
+    /// Lists a new client connection from `remote` (with a fresh id) until the returned
+    /// guard drops.
+    pub fn register_client(self: &Arc<Self>, remote: SocketAddr) -> ClientRegistration {
+        let wall_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let stats = Arc::new(ConnStats::new(self.next_conn_id(), remote, wall_ms));
+        lock(&self.clients).insert(stats.id, stats.clone());
+        ClientRegistration {
+            shared: self.clone(),
+            stats,
+        }
+    }
+
+    /// Every open client connection, in the order they were accepted.
+    pub fn clients(&self) -> Vec<Arc<ConnStats>> {
+        let mut v: Vec<_> = lock(&self.clients).values().cloned().collect();
+        v.sort_by_key(|c| c.id);
+        v
+    }
+
+    /// Zeroes every connection's counters (`crst`).
+    pub fn reset_connection_stats(&self) {
+        for c in self.clients() {
+            c.reset();
+        }
     }
 
     /// Number of connected sessions.
