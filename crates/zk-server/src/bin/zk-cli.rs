@@ -593,10 +593,12 @@ async fn watch_forever(
         tokio::select! {
             event = events.recv() => {
                 let event = event.context("the client stopped")?;
-                println!("{event}");
+                // Set the watches again before printing: whoever saw the line knows the
+                // next change will be reported.
                 if event.event_type != EventType::None {
                     arm(client, path).await?;
                 }
+                println!("{event}");
             }
             changed = states.changed() => {
                 changed.context("the client stopped")?;
