@@ -33,7 +33,7 @@ use zk_quorum::driver::{
     Stopped, run_leader, run_learner_with,
 };
 use zk_quorum::transport::{TcpDialer, bind_local};
-use zk_quorum::{Ensemble, ForwardedRequest, Rollback, StateMachine, Txn};
+use zk_quorum::{Ensemble, ForwardedRequest, Rollback, StateMachine, Txn, ZabError};
 use zk_storage::log::{EpochStore, FileEpochStore, SledTxnLog, TxnLog};
 use zk_storage::tree::DataTree;
 
@@ -378,16 +378,10 @@ impl QuorumPeer {
             };
             let leader = decision.leader();
             tracing::info!(leader, state = ?decision.state, "election decided");
-            let stop = {
-                let mut s = shutdown.clone();
-                async move {
-                    let _ = s.wait_for(|v| *v).await;
-                }
-            };
             let result = match decision.state {
-                PeerState::Leading => self.lead(&config, stop).await,
-                PeerState::Following => self.learn(&config, leader, false, stop).await,
-                PeerState::Observing => self.learn(&config, leader, true, stop).await,
+                PeerState::Leading => self.lead(&config, stop_signal(&shutdown)).await,
+                PeerState::Following => self.learn(&config, leader, false, &shutdown).await,
+                PeerState::Observing => self.learn(&config, leader, true, &shutdown).await,
                 PeerState::Looking => continue,
             };
             match result {
@@ -473,13 +467,56 @@ impl QuorumPeer {
         }
     }
 
+    /// Follows `leader`. The leader opens its quorum port only once it has decided, so a
+    /// learner that decided first retries the connection for a few seconds (ZooKeeper's
+    /// `connectToLeader` retries too) before it goes back to LOOKING.
     async fn learn(
         &mut self,
         config: &Config,
         leader: u64,
         observer: bool,
-        stop: impl std::future::Future<Output = ()>,
+        shutdown: &watch::Receiver<bool>,
     ) -> Result<Stopped, NodeError> {
+        let deadline = tokio::time::Instant::now() + CONNECT_RETRY_WINDOW;
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let started = tokio::time::Instant::now();
+            let (result, served) = self
+                .learn_once(config, leader, observer, stop_signal(shutdown))
+                .await;
+            let quick = started.elapsed() < Duration::from_secs(1);
+            let retry = matches!(&result, Ok(Stopped::Looking(ZabError::Disconnected(l))) if *l == leader)
+                && !served
+                && quick
+                && tokio::time::Instant::now() + backoff < deadline;
+            if !retry {
+                return result;
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_millis(500));
+        }
+    }
+
+    async fn learn_once(
+        &mut self,
+        config: &Config,
+        leader: u64,
+        observer: bool,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> (Result<Stopped, NodeError>, bool) {
+        match self.learn_inner(config, leader, observer, stop).await {
+            Ok((r, served)) => (Ok(r), served),
+            Err(e) => (Err(e), false),
+        }
+    }
+
+    async fn learn_inner(
+        &mut self,
+        config: &Config,
+        leader: u64,
+        observer: bool,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<(Stopped, bool), NodeError> {
         let target = config
             .servers
             .get(&leader)
@@ -494,6 +531,7 @@ impl QuorumPeer {
         };
         let leader_addr = format!("{}:{}", target.quorum.host, target.quorum.port);
         let (status_tx, status_rx) = watch::channel(NodeStatus::default());
+        let status_rx_served = status_rx.clone();
         let (lclient, inbox) = LearnerClient::new(PROPOSAL_QUEUE);
         let (events_tx, events_rx) = mpsc::channel(PROPOSAL_QUEUE);
         let inbox = inbox.with_events(events_tx);
@@ -518,11 +556,25 @@ impl QuorumPeer {
             lclient,
             events_rx,
         );
+        let served = status_rx_served.clone();
         tokio::pin!(driver);
-        tokio::select! {
-            r = &mut driver => r.map_err(|e| NodeError::Unsupported(e.to_string())),
-            () = forwarder => driver.await.map_err(|e| NodeError::Unsupported(e.to_string())),
-        }
+        let r = tokio::select! {
+            r = &mut driver => r,
+            () = forwarder => driver.await,
+        };
+        let served = served.borrow().serving || served.borrow().epoch != 0;
+        r.map(|r| (r, served))
+            .map_err(|e| NodeError::Unsupported(e.to_string()))
+    }
+}
+
+/// How long a learner keeps trying to reach the leader it elected.
+const CONNECT_RETRY_WINDOW: Duration = Duration::from_secs(5);
+
+fn stop_signal(shutdown: &watch::Receiver<bool>) -> impl std::future::Future<Output = ()> + use<> {
+    let mut s = shutdown.clone();
+    async move {
+        let _ = s.wait_for(|v| *v).await;
     }
 }
 
