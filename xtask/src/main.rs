@@ -75,6 +75,24 @@ const CI_STEPS: &[Step] = &[
         name: "doc tests",
         args: &["test", "--workspace", "--doc"],
     },
+    Step {
+        name: "election bench (smoke)",
+        args: &[
+            "run",
+            "--quiet",
+            "-p",
+            "zk-election",
+            "--example",
+            "bench",
+            "--",
+            "--runs",
+            "3",
+        ],
+    },
+    Step {
+        name: "interop",
+        args: &["xtask", "interop"],
+    },
 ];
 
 fn ci() -> Result<()> {
@@ -99,10 +117,10 @@ fn ci() -> Result<()> {
             break;
         }
     }
-    eprintln!("\n{:<12} {:<6} {:>8}", "step", "result", "seconds");
+    eprintln!("\n{:<24} {:<6} {:>8}", "step", "result", "seconds");
     for (name, ok, took) in &results {
         eprintln!(
-            "{:<12} {:<6} {:>8.1}",
+            "{:<24} {:<6} {:>8.1}",
             name,
             if *ok { "ok" } else { "FAILED" },
             took.as_secs_f64()
