@@ -120,7 +120,9 @@ pub async fn handle(
 ) -> Result<(), CnxnError> {
     // Listed in `cons` from now until this returns.
     let client = shared.register_client(remote);
-    let max_frame = shared.config.jute_max_buffer as usize + 1024;
+    // ZooKeeper closes the connection when a length prefix exceeds jute.maxbuffer
+    // (`NIOServerCnxn.readLength`).
+    let max_frame = shared.config.jute_max_buffer as usize;
     let mut framed = Framed::new(
         stream,
         ServerCodec::new(JuteCodec::with_max_frame_bytes(max_frame)),
