@@ -231,13 +231,10 @@ pub async fn expire_sessions(shared: Arc<Shared>, submitter: Submitter) {
         let now = shared.now_ms();
         let expired = shared.sessions().expired(now);
         for session in expired {
+            // Like ZooKeeper, no event goes to a connected client: its connection is
+            // closed once the close is applied, and it learns of the expiry when it
+            // reconnects.
             tracing::info!(session = format_args!("{session:#x}"), "session expired");
-            shared.send_to(
-                session,
-                Outbound::Notify(crate::server::state_event(
-                    zk_proto::data::KeeperState::Expired,
-                )),
-            );
             let op = WriteOp::Prep(PrepInput::CloseSession { session, cxid: 0 });
             if submitter.send(op).await.is_err() {
                 return;
