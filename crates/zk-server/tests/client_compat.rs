@@ -2080,3 +2080,98 @@ async fn other_four_letter_words() -> Result<()> {
     assert_eq!(four_letter_word(addr, "crst")?, "Connection stats reset.\n");
     Ok(())
 }
+
+#[tokio::test]
+async fn frame_size_limit() -> Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let server = ZkServer::start()?;
+    let mut good = Raw::connect(server.socket_addr(), 10_000).await?;
+    good.create("/big", None, PERSISTENT)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    // A setData of /big whose frame is `len` bytes long. jute.maxbuffer (0xfffff by
+    // default) bounds the length prefix.
+    let frame_of = |len: usize| {
+        let header_and_fields = 4 + 4 + (4 + 4) + 4 + 4;
+        let data_len = len - header_and_fields;
+        let mut f = Vec::with_capacity(len + 4);
+        f.extend_from_slice(&(len as i32).to_be_bytes());
+        f.extend_from_slice(&9i32.to_be_bytes()); // xid
+        f.extend_from_slice(&5i32.to_be_bytes()); // setData
+        f.extend_from_slice(&4i32.to_be_bytes());
+        f.extend_from_slice(b"/big");
+        f.extend_from_slice(&(data_len as i32).to_be_bytes());
+        f.extend(std::iter::repeat_n(b'x', data_len));
+        f.extend_from_slice(&(-1i32).to_be_bytes()); // version
+        f
+    };
+    let mut results = Vec::new();
+    for len in [
+        1_000_000usize,
+        0xfffff,
+        0xfffff + 1,
+        0xfffff + 1024,
+        0xfffff + 1025,
+        2_000_000,
+    ] {
+        let mut c = Raw::connect(server.socket_addr(), 10_000).await?;
+        c.stream().write_all(&frame_of(len)).await?;
+        let outcome = match raw::read_frame(c.stream()).await? {
+            None => "closed".to_owned(),
+            Some(mut reply) => {
+                let h =
+                    <zk_proto::jute::ReplyHeader as zk_proto::jute::Record>::decode(&mut reply)?;
+                format!("err {}", h.err)
+            }
+        };
+        results.push((len, outcome));
+    }
+    let want = [
+        (1_000_000, "err 0"),
+        (0xfffff, "err 0"),
+        (0xfffff + 1, "closed"),
+        (0xfffff + 1024, "closed"),
+        (0xfffff + 1025, "closed"),
+        (2_000_000, "closed"),
+    ];
+    let got: Vec<(usize, &str)> = results.iter().map(|(l, o)| (*l, o.as_str())).collect();
+    assert_eq!(got, want);
+    assert!(good.exists("/big", false).await?.is_ok());
+    Ok(())
+}
+
+#[tokio::test]
+async fn idle_session_expires_and_pings_keep_one_alive() -> Result<()> {
+    let server = ZkServer::start_with(&["tickTime=100", "minSessionTimeout=200"])?;
+    let mut idle = Raw::connect(server.socket_addr(), 300).await?;
+    let mut busy = Raw::connect(server.socket_addr(), 300).await?;
+    idle.create("/idle", None, EPHEMERAL)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    busy.create("/busy", None, EPHEMERAL)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    // The busy client pings well within its timeout until the idle one is gone.
+    let deadline = tokio::time::Instant::now() + BACKGROUND;
+    loop {
+        busy.ping().await?;
+        if busy.exists("/idle", false).await?.is_err() {
+            break;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the idle session never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(busy.exists("/busy", false).await?.is_ok());
+    // What the expired session's connection gets: nothing, then the close.
+    let mut frames = Vec::new();
+    while let Some(mut f) = raw::read_frame(idle.stream()).await? {
+        let reply = zk_proto::jute::ReplyPacket::decode(&mut f, |_| None)?;
+        frames.push(reply);
+        anyhow::ensure!(frames.len() < 10, "too many frames: {frames:?}");
+    }
+    assert_eq!(frames, []);
+    Ok(())
+}
