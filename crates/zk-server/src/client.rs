@@ -78,6 +78,12 @@ pub const DEFAULT_PORT: u16 = 2181;
 const COMMAND_CAPACITY: usize = 256;
 /// Pings are sent at least this often, whatever the session timeout (`ClientCnxn`).
 const MAX_PING_INTERVAL: Duration = Duration::from_secs(10);
+/// Pings are sent at most this often, even if a server grants a tiny timeout.
+const MIN_PING_INTERVAL: Duration = Duration::from_millis(50);
+/// The shortest silence that counts as a lost connection.
+const MIN_READ_TIMEOUT: Duration = Duration::from_millis(100);
+/// The smallest frame limit a builder accepts (a handshake and small requests fit).
+const MIN_FRAME_BYTES: usize = 1024;
 /// The shortest time given to one connection attempt (TCP connect and handshake).
 const MIN_ATTEMPT_TIMEOUT: Duration = Duration::from_millis(500);
 /// Longest pause after every server of the connect string failed once.
@@ -273,9 +279,10 @@ impl ClientBuilder {
         self
     }
 
-    /// Largest frame sent or accepted, in bytes (default: `jute.maxbuffer` + 1 KiB).
+    /// Largest frame sent or accepted, in bytes (default: `jute.maxbuffer` + 1 KiB; at
+    /// least 1 KiB).
     pub fn max_frame_bytes(mut self, n: usize) -> Self {
-        self.max_frame_bytes = n;
+        self.max_frame_bytes = n.max(MIN_FRAME_BYTES);
         self
     }
 
@@ -1379,13 +1386,17 @@ impl Task {
         }
     }
 
+    /// Two thirds of the session timeout (at least [`MIN_READ_TIMEOUT`]).
     fn read_timeout(&self) -> Duration {
         Duration::from_millis(u64::try_from(self.negotiated_timeout_ms).unwrap_or(0) * 2 / 3)
+            .max(MIN_READ_TIMEOUT)
     }
 
+    /// A third of the session timeout, within [`MIN_PING_INTERVAL`] and
+    /// [`MAX_PING_INTERVAL`].
     fn ping_interval(&self) -> Duration {
         Duration::from_millis(u64::try_from(self.negotiated_timeout_ms).unwrap_or(0) / 3)
-            .min(MAX_PING_INTERVAL)
+            .clamp(MIN_PING_INTERVAL, MAX_PING_INTERVAL)
     }
 
     /// Serves one connection until it ends.
