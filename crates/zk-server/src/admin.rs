@@ -316,22 +316,67 @@ fn server_stats(shared: &Shared, m: &mut Map<String, Value>) {
     }
 }
 
+/// This server's client address as ZooKeeper knows it: from its `server.N` line, else
+/// `clientPortAddress:clientPort` ("" when neither says).
+fn own_client_address(shared: &Shared) -> String {
+    let c = &shared.config;
+    c.servers
+        .get(&shared.my_id)
+        .and_then(|s| s.client.as_ref())
+        .map(ToString::to_string)
+        .or_else(|| {
+            c.client_port.map(|port| {
+                let host = c.client_port_address.as_deref().unwrap_or("0.0.0.0");
+                crate::config::HostPort::new(host, port).to_string()
+            })
+        })
+        .unwrap_or_default()
+}
+
 fn voting_view(shared: &Shared, m: &mut Map<String, Value>) {
     let mut view = Map::new();
     if is_quorum_member(shared) {
         for s in shared.config.participants() {
+            // ZooKeeper knows the client address of the other servers only when their
+            // `server.N` line gives it.
+            let client = if s.id == shared.my_id {
+                own_client_address(shared)
+            } else {
+                s.client
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default()
+            };
             view.insert(
                 s.id.to_string(),
                 json!({
-                    "serverAddresses": [s.quorum.to_string()],
-                    "electionAddresses": [s.election.to_string()],
-                    "learnerType": "participant",
-                    "clientAddress": s.client.as_ref().map(ToString::to_string).unwrap_or_default(),
+                    "server_addresses": [s.quorum.to_string()],
+                    "election_addresses": [s.election.to_string()],
+                    "learner_type": "participant",
+                    "client_address": client,
                 }),
             );
         }
     }
     m.insert("current_config".into(), Value::Object(view));
+}
+
+/// An address as Jackson renders ZooKeeper's `MultipleAddresses` (one address here).
+fn multiple_addresses(a: &crate::config::HostPort) -> Value {
+    let addr = a.to_string();
+    let wildcard = crate::config::HostPort::new("0.0.0.0", a.port).to_string();
+    json!({
+        "empty": false,
+        "all_addresses": [addr],
+        "all_reachable_addresses": [addr],
+        "one": addr,
+        "reachable_address": addr,
+        "wildcard_addresses": [wildcard],
+        "all_ports": [a.port],
+        "all_host_strings": [a.host],
+        "all_reachable_addresses_or_all": [addr],
+        "reachable_or_one": addr,
+    })
 }
 
 fn zab_state(shared: &Shared, m: &mut Map<String, Value>) {
@@ -348,17 +393,9 @@ fn zab_state(shared: &Shared, m: &mut Map<String, Value>) {
         "is_leader".into(),
         Value::Bool(shared.role() == Role::Leader),
     );
-    m.insert("quorum_address".into(), json!(me.quorum.to_string()));
-    m.insert("election_address".into(), json!(me.election.to_string()));
-    m.insert(
-        "client_address".into(),
-        json!(
-            me.client
-                .as_ref()
-                .map(ToString::to_string)
-                .unwrap_or_default()
-        ),
-    );
+    m.insert("quorum_address".into(), multiple_addresses(&me.quorum));
+    m.insert("election_address".into(), multiple_addresses(&me.election));
+    m.insert("client_address".into(), json!(own_client_address(shared)));
     m.insert("voting".into(), Value::Bool(voting));
     m.insert("last_zxid".into(), json!(format!("{zxid:#x}")));
     m.insert("zab_epoch".into(), json!(zxid >> 32));

@@ -271,8 +271,16 @@ fn leader_zabstate_and_voting_view_on_an_ensemble_leader() {
     assert_eq!(m["is_leader"], true);
     assert_eq!(m["voting"], true);
     assert_eq!(m["zabstate"], "broadcast");
-    assert_eq!(m["quorum_address"], "127.0.0.2:2889");
-    assert_eq!(m["election_address"], "127.0.0.2:3889");
+    assert_eq!(m["quorum_address"]["one"], "127.0.0.2:2889");
+    assert_eq!(m["quorum_address"]["all_ports"], json!([2889]));
+    assert_eq!(
+        m["quorum_address"]["wildcard_addresses"],
+        json!(["0.0.0.0:2889"])
+    );
+    assert_eq!(
+        m["election_address"]["all_addresses"],
+        json!(["127.0.0.2:3889"])
+    );
     assert_eq!(m["client_address"], "0.0.0.0:2182");
     assert_eq!(m["last_zxid"], "0x3");
     assert_eq!((&m["zab_epoch"], &m["zab_counter"]), (&json!(0), &json!(3)));
@@ -282,12 +290,14 @@ fn leader_zabstate_and_voting_view_on_an_ensemble_leader() {
     assert_eq!(
         view["1"],
         json!({
-            "serverAddresses": ["127.0.0.1:2888"],
-            "electionAddresses": ["127.0.0.1:3888"],
-            "learnerType": "participant",
-            "clientAddress": "",
+            "server_addresses": ["127.0.0.1:2888"],
+            "election_addresses": ["127.0.0.1:3888"],
+            "learner_type": "participant",
+            "client_address": "",
         })
     );
+    // Its own client address is known.
+    assert_eq!(view["2"]["client_address"], "0.0.0.0:2182");
     let m = ok(&f.shared, "srvr");
     assert_eq!(
         m["proposal_stats"],
