@@ -435,7 +435,8 @@ impl Client {
         lock(&self.info).last_zxid
     }
 
-    /// The server of the current (or last) connection.
+    /// The server that answered the latest handshake (the current connection's, when
+    /// connected).
     pub fn server(&self) -> Option<SocketAddr> {
         lock(&self.info).server
     }
@@ -1334,6 +1335,7 @@ impl Task {
         answer: ConnectResponse,
         addr: SocketAddr,
     ) -> Option<Conn> {
+        lock(&self.info).server = Some(addr);
         if answer.timeout_ms <= 0 || (self.session_id != 0 && answer.session_id != self.session_id)
         {
             tracing::info!(
@@ -1353,7 +1355,6 @@ impl Task {
             info.session_id = answer.session_id;
             info.passwd = answer.passwd;
             info.timeout_ms = answer.timeout_ms;
-            info.server = Some(addr);
         }
         tracing::debug!(
             %addr,

@@ -37,10 +37,18 @@ struct Server {
 
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// A port on 127.0.0.1 that nothing listens on (bound to port 0, then released).
+fn free_port() -> Result<u16> {
+    Ok(StdListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
 impl Server {
     fn start() -> Result<Server> {
+        Self::start_on(free_port()?)
+    }
+
+    fn start_on(port: u16) -> Result<Server> {
         let dir = tempfile::Builder::new().prefix("zk-client-").tempdir()?;
-        let port = StdListener::bind("127.0.0.1:0")?.local_addr()?.port();
         std::fs::create_dir_all(dir.path().join("data"))?;
         let cfg = format!(
             "tickTime=2000\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
@@ -622,9 +630,53 @@ async fn reconnects_to_a_restarted_server_with_the_same_session() -> Result<()> 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_does_not_know_the_session_expires_it() -> Result<()> {
+    // Two standalone servers share no sessions: failing over from one to the other is
+    // what a client sees when its session expired while it was away.
+    let mut first = Server::start()?;
+    let second_port = free_port()?;
+    let connect_string = format!("{},127.0.0.1:{second_port}", first.addr());
+    let (zk, _events) = Client::builder(connect_string)
+        .session_timeout(Duration::from_secs(20))
+        .connect()
+        .await?;
+    assert_eq!(zk.server().map(|a| a.port()), Some(first.port));
+    zk.create("/x", b"", &Acl::open_unsafe(), CreateMode::Persistent)
+        .await?;
+    let second = tokio::task::block_in_place(|| Server::start_on(second_port))?;
+    // A server refuses a client that has seen a newer zxid than its own ("client must
+    // try another server"), so give the second one a longer history first.
+    let (other, _) = connect(&second).await?;
+    let mut i = 0;
+    while other.last_zxid() <= zk.last_zxid() {
+        ensure!(i < 100, "the second server's zxid does not grow");
+        other
+            .create(
+                &format!("/n{i}"),
+                b"",
+                &Acl::open_unsafe(),
+                CreateMode::Persistent,
+            )
+            .await?;
+        i += 1;
+    }
+    other.close().await?;
+    tokio::task::block_in_place(|| first.kill())?;
+    wait_state(&zk, SessionState::Expired).await?;
+    assert_eq!(zk.server().map(|a| a.port()), Some(second_port));
+    let e = zk.exists("/x", false).await;
+    assert_eq!(e.map_err(|e| e.code()), Err(ErrorCode::SessionExpired));
+    assert_eq!(
+        zk.close().await.map_err(|e| e.code()),
+        Err(ErrorCode::SessionExpired)
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_resume_and_refusals() -> Result<()> {
     let server = Server::start()?;
-    let dead = StdListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let dead = free_port()?;
     // A dead server in the connect string is skipped.
     let connect_string = format!("127.0.0.1:{dead},{}", server.addr());
     let (zk, _) = Client::builder(connect_string)
