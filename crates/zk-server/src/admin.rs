@@ -235,12 +235,17 @@ pub fn connection_info(c: &ConnStatsView, brief: bool) -> Value {
 }
 
 fn dump(shared: &Shared, m: &mut Map<String, Value>) {
-    let expiry: Map<String, Value> = shared
-        .sessions()
-        .expiry_map()
-        .iter()
-        .map(|(t, ids)| (t.to_string(), json!(ids)))
-        .collect();
+    // Sessions expire on the leader: a learner shows no expiry sets, as ZooKeeper's.
+    let expiry: Map<String, Value> = if matches!(shared.role(), Role::Follower | Role::Observer) {
+        Map::new()
+    } else {
+        shared
+            .sessions()
+            .expiry_map()
+            .iter()
+            .map(|(t, ids)| (t.to_string(), json!(ids)))
+            .collect()
+    };
     let ephemerals: Map<String, Value> = {
         let tree = shared.tree();
         tree.sessions_with_ephemerals()

@@ -602,9 +602,23 @@ pub fn java_date(ms: u64) -> String {
     )
 }
 
+/// True on a follower or an observer, whose sessions expire on the leader.
+fn is_learner(shared: &Shared) -> bool {
+    matches!(shared.role(), Role::Follower | Role::Observer)
+}
+
 fn dump_text(shared: &Shared) -> String {
     let mut out = String::from("SessionTracker dump:\n");
-    out.push_str(&shared.sessions().dump_text(java_date));
+    if is_learner(shared) {
+        // A learner's tracker (`LearnerSessionTracker`) lists the global sessions.
+        let sessions: Vec<(i64, i32)> = shared.tree().sessions().collect();
+        let _ = writeln!(out, "Global Sessions({}):", sessions.len());
+        for (id, timeout) in sessions {
+            let _ = writeln!(out, "{id:#x}\t{timeout}ms");
+        }
+    } else {
+        out.push_str(&shared.sessions().dump_text(java_date));
+    }
     out.push_str("ephemeral nodes dump:\n");
     let tree = shared.tree();
     let owners = tree.sessions_with_ephemerals();

@@ -152,7 +152,7 @@ pub struct QuorumStats {
     pub election_time_total_ms: AtomicU64,
     /// Leader: proposals sent (`proposal_count`).
     pub proposals: AtomicU64,
-    /// Commits applied from the leader (`commit_count`).
+    /// Leader: commits sent (`commit_count`).
     pub commits: AtomicU64,
     last_proposal_bytes: AtomicU64,
     max_proposal_bytes: AtomicU64,
@@ -497,11 +497,7 @@ pub fn render(shared: &Shared) -> String {
         "Leader: proposals sent",
         load(&q.proposals),
     );
-    e.counter(
-        "commit_count",
-        "Commits applied from the leader",
-        load(&q.commits),
-    );
+    e.counter("commit_count", "Leader: commits sent", load(&q.commits));
     e.finish()
 }
 

@@ -309,6 +309,21 @@ fn dump_lists_expiry_sets_and_ephemerals() {
 }
 
 #[test]
+fn dump_on_a_follower_lists_the_global_sessions() {
+    let f = fixture();
+    f.shared.set_role(Role::Follower);
+    let text = answer(&f.shared, FourLetterWord::Dump);
+    assert!(
+        text.starts_with(&format!(
+            "SessionTracker dump:\nGlobal Sessions(1):\n{SESSION:#x}\t30000ms\nephemeral nodes dump:\n"
+        )),
+        "{text}"
+    );
+    let m = crate::admin::run_command(&f.shared, "dump").body;
+    assert_eq!(m["expiry_time_to_session_ids"], serde_json::json!({}));
+}
+
+#[test]
 fn watch_words() {
     let f = fixture();
     assert_eq!(
