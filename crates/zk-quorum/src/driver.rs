@@ -128,6 +128,9 @@ pub struct NodeStatus {
     pub synced_followers: usize,
     /// Leader: observers synced and serving (`zk_synced_observers`).
     pub synced_observers: usize,
+    /// Leader: forwarded `sync`s waiting for earlier proposals to commit
+    /// (`zk_pending_syncs`).
+    pub pending_syncs: usize,
 }
 
 /// Why a driver returned.
@@ -437,6 +440,7 @@ where
             s.learners = 0;
             s.synced_followers = 0;
             s.synced_observers = 0;
+            s.pending_syncs = 0;
         });
         // Dropping the learner queues ends their streams, so learners see the leader go.
         drop(run);
@@ -715,15 +719,18 @@ impl<L: TxnLog, E: EpochStore, M: StateMachine> LeaderRun<'_, L, E, M> {
                 followers += 1;
             }
         }
+        let pending_syncs = self.core.pending_syncs();
         self.status.send_if_modified(|s| {
             let changed = s.applied != applied
                 || s.learners != learners
                 || s.synced_followers != followers
-                || s.synced_observers != observers;
+                || s.synced_observers != observers
+                || s.pending_syncs != pending_syncs;
             s.applied = applied;
             s.learners = learners;
             s.synced_followers = followers;
             s.synced_observers = observers;
+            s.pending_syncs = pending_syncs;
             changed
         });
         while let Some(entry) = self.waiting.first_entry() {

@@ -175,6 +175,12 @@ impl Leader {
         self.outstanding.len()
     }
 
+    /// Forwarded `sync`s waiting for earlier proposals to commit (`mntr`'s
+    /// `zk_pending_syncs`).
+    pub fn pending_syncs(&self) -> usize {
+        self.pending_syncs.len()
+    }
+
     /// Proposals in flight, oldest first.
     pub fn outstanding_txns(&self) -> impl Iterator<Item = &Txn> {
         self.outstanding.after(Zxid::MIN)
