@@ -13,6 +13,8 @@
 use std::fmt::{Display, Write as _};
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
+use zk_quorum::driver::NodeStatus;
+
 use crate::server::{Role, Shared};
 
 /// Upper bounds of the latency histogram buckets, µs (the `le` labels are in ms).
@@ -233,6 +235,48 @@ impl QuorumStats {
             3 => ZabState::Broadcast,
             _ => ZabState::Election,
         }
+    }
+}
+
+impl QuorumStats {
+    /// Zeroes the leader-only gauges (the node stopped leading).
+    pub fn clear_leader_gauges(&self) {
+        for g in [
+            &self.learners,
+            &self.synced_followers,
+            &self.synced_non_voting_followers,
+            &self.synced_observers,
+            &self.pending_syncs,
+        ] {
+            g.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Copies one leadership's [`NodeStatus`] (the Zab driver's `watch` channel) into
+/// [`QuorumStats`]: the gauges as they are, the sync counts as increments, since each
+/// leadership's driver counts from zero and the exported counters never go down. Make
+/// one per leadership and call [`LeaderStatusFeed::update`] on every status change.
+#[derive(Debug, Default)]
+pub struct LeaderStatusFeed {
+    last: NodeStatus,
+}
+
+impl LeaderStatusFeed {
+    /// Records `now`.
+    pub fn update(&mut self, q: &QuorumStats, now: &NodeStatus) {
+        let gauge = |g: &AtomicU64, v: usize| g.store(v as u64, Ordering::Relaxed);
+        gauge(&q.learners, now.learners);
+        gauge(&q.synced_followers, now.synced_followers);
+        gauge(&q.synced_observers, now.synced_observers);
+        gauge(&q.pending_syncs, now.pending_syncs);
+        let add = |c: &AtomicU64, now: u64, before: u64| {
+            c.fetch_add(now.saturating_sub(before), Ordering::Relaxed);
+        };
+        add(&q.diff_syncs, now.syncs_diff, self.last.syncs_diff);
+        add(&q.trunc_syncs, now.syncs_trunc, self.last.syncs_trunc);
+        add(&q.snap_syncs, now.syncs_snap, self.last.syncs_snap);
+        self.last = *now;
     }
 }
 
@@ -710,6 +754,49 @@ mod tests {
         ] {
             assert!(types.contains_key(name), "{name}");
         }
+    }
+
+    #[test]
+    fn leader_status_feed_adds_sync_increments_and_sets_gauges() {
+        let q = QuorumStats::default();
+        let mut first = LeaderStatusFeed::default();
+        let mut s = NodeStatus {
+            learners: 2,
+            synced_followers: 1,
+            syncs_diff: 1,
+            ..NodeStatus::default()
+        };
+        first.update(&q, &s);
+        s.synced_followers = 2;
+        s.syncs_diff = 2;
+        s.syncs_snap = 1;
+        first.update(&q, &s);
+        first.update(&q, &s);
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        assert_eq!((load(&q.diff_syncs), load(&q.snap_syncs)), (2, 1));
+        assert_eq!((load(&q.learners), load(&q.synced_followers)), (2, 2));
+        // A new leadership: its driver counts from zero again.
+        q.clear_leader_gauges();
+        assert_eq!(load(&q.learners), 0);
+        let mut second = LeaderStatusFeed::default();
+        second.update(
+            &q,
+            &NodeStatus {
+                learners: 1,
+                syncs_trunc: 1,
+                syncs_diff: 1,
+                ..NodeStatus::default()
+            },
+        );
+        assert_eq!(
+            (
+                load(&q.diff_syncs),
+                load(&q.trunc_syncs),
+                load(&q.snap_syncs)
+            ),
+            (3, 1, 1)
+        );
+        assert_eq!(load(&q.learners), 1);
     }
 
     #[test]
