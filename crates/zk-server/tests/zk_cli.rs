@@ -223,6 +223,12 @@ fn commands_print_like_zkcli() -> Result<()> {
     }
     assert_eq!(cli(&server, &["deleteall", "/app"])?.ok()?, "");
     assert_eq!(cli(&server, &["ls", "/"])?.ok()?, "[zookeeper]\n");
+    // From the root it clears everything but the server's own nodes.
+    for p in ["/x", "/x/y", "/z"] {
+        cli(&server, &["create", p])?.ok()?;
+    }
+    assert_eq!(cli(&server, &["deleteall", "/"])?.ok()?, "");
+    assert_eq!(cli(&server, &["ls", "/"])?.ok()?, "[zookeeper]\n");
     Ok(())
 }
 

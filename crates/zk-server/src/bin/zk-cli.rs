@@ -102,7 +102,7 @@ enum Command {
         /// The znode.
         path: String,
     },
-    /// Delete a znode and everything under it.
+    /// Delete a znode and everything under it (from `/`: everything but /zookeeper).
     Deleteall {
         /// The znode.
         path: String,
@@ -510,9 +510,19 @@ async fn descendants(client: &Client, root: &str) -> Result<Vec<String>> {
     Ok(levels(client, root).await?.into_iter().flatten().collect())
 }
 
-/// zkCli's `deleteall`: deepest level first, each level's deletes pipelined.
+/// True for the nodes the server keeps for itself: `/` and, when walking from `/`, the
+/// `/zookeeper` subtree (config, quota).
+fn reserved(root: &str, path: &str) -> bool {
+    path == "/" || (root == "/" && (path == "/zookeeper" || path.starts_with("/zookeeper/")))
+}
+
+/// zkCli's `deleteall`: deepest level first, each level's deletes pipelined. From `/`,
+/// it deletes everything but the server's own nodes.
 async fn delete_all(client: &Client, root: &str) -> Result<()> {
-    let levels = levels(client, root).await?;
+    let mut levels = levels(client, root).await?;
+    for level in &mut levels {
+        level.retain(|p| !reserved(root, p));
+    }
     for level in levels.iter().rev() {
         for chunk in level.chunks(BATCH) {
             let results = join_all(chunk.iter().map(|p| client.delete(p, None))).await;
