@@ -154,12 +154,6 @@ impl LeaderInbox {
     }
 }
 
-impl From<mpsc::Receiver<ProposalRequest>> for LeaderInbox {
-    fn from(rx: mpsc::Receiver<ProposalRequest>) -> Self {
-        Self { rx, events: None }
-    }
-}
-
 /// The server's handle on a running [`crate::driver::run_leader`]: one bounded FIFO
 /// queue, read in order. The driver reads it only while the leader is established and
 /// fewer than `Config::max_outstanding` proposals are in flight, so a full queue makes
