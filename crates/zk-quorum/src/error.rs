@@ -46,6 +46,18 @@ pub enum ZabError {
         /// The epoch expected.
         epoch: i64,
     },
+    /// A learner already accepted an epoch newer than the one this leader leads, so
+    /// it can never follow it; the leader steps down so that the next election picks an
+    /// epoch above it (ZooKeeper keeps leading and that learner stays out).
+    #[error("learner {sid} accepted epoch {accepted}, newer than ours ({epoch})")]
+    NewerEpochSeen {
+        /// The learner.
+        sid: ServerId,
+        /// Its acceptedEpoch.
+        accepted: i64,
+        /// The leader's epoch.
+        epoch: i64,
+    },
     /// A follower's (currentEpoch, lastZxid) is more recent than the leader's.
     #[error("follower {sid} is ahead of the leader: ({epoch}, {zxid:#x})")]
     FollowerAhead {

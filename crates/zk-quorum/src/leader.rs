@@ -414,7 +414,14 @@ impl Leader {
                 forwarding: false,
             },
         );
-        if self.epoch != 0 {
+        if self.epoch != 0 && info.accepted_epoch > self.epoch {
+            let reason = ZabError::NewerEpochSeen {
+                sid: from,
+                accepted: info.accepted_epoch,
+                epoch: self.epoch,
+            };
+            self.stop(reason, out);
+        } else if self.epoch != 0 {
             self.send_leader_info(from, out);
         } else if !info.observer
             && let Some(epoch) =

@@ -353,6 +353,9 @@ impl Learner {
     ) -> Result<(), ZabError> {
         match packet {
             Packet::Diff { .. } => {
+                // Everything this learner logged is in the leader's history: committed once
+                // the leader is established (applied at UPTODATE with the rest).
+                self.committed = self.committed.max(self.last_logged);
                 self.phase = LearnerPhase::Syncing(SyncMode::Diff);
             }
             Packet::Trunc { zxid } => {
@@ -371,6 +374,8 @@ impl Learner {
                 out.push(Command::Truncate { to: zxid });
                 self.last_logged = zxid;
                 self.persisted = self.persisted.min(zxid);
+                // What is left is in the leader's history, like after a DIFF.
+                self.committed = self.committed.max(zxid);
                 self.phase = LearnerPhase::Syncing(SyncMode::Trunc);
             }
             Packet::Snap { zxid, total_bytes } => {

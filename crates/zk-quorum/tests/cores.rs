@@ -1102,3 +1102,77 @@ fn acks_sent_before_a_learner_reconnects_do_not_count() {
         ]
     );
 }
+
+/// Found by the simulation's liveness check: a follower that already logged the leader's
+/// txns (an empty DIFF) must still apply them at UPTODATE, or it never catches up.
+#[test]
+fn txns_logged_before_a_diff_are_applied_at_uptodate() {
+    let storage = LearnerStorage {
+        accepted_epoch: 2,
+        current_epoch: 2,
+        last_logged_zxid: make(2, 3),
+        applied_zxid: make(2, 1),
+    };
+    let mut f = Follower::new(2, L, Config::default(), storage);
+    f.start();
+    f.step(msg(L, Packet::LeaderInfo { new_epoch: 3 }));
+    assert!(f.step(msg(L, Packet::Diff { zxid: make(2, 3) })).is_empty());
+    f.step(msg(
+        L,
+        Packet::NewLeader {
+            zxid: make(3, 0),
+            config: Bytes::new(),
+        },
+    ));
+    assert_eq!(
+        f.step(msg(L, Packet::UpToDate)),
+        vec![
+            Command::Apply { up_to: make(2, 3) },
+            Command::Serving { epoch: 3 }
+        ]
+    );
+    // After a TRUNC, what is left is applied the same way.
+    let storage = LearnerStorage {
+        accepted_epoch: 2,
+        current_epoch: 2,
+        last_logged_zxid: make(2, 5),
+        applied_zxid: make(2, 1),
+    };
+    let mut f = Follower::new(2, L, Config::default(), storage);
+    f.start();
+    f.step(msg(L, Packet::LeaderInfo { new_epoch: 3 }));
+    f.step(msg(L, Packet::Trunc { zxid: make(2, 3) }));
+    f.step(msg(
+        L,
+        Packet::NewLeader {
+            zxid: make(3, 0),
+            config: Bytes::new(),
+        },
+    ));
+    assert_eq!(
+        f.step(msg(L, Packet::UpToDate)),
+        vec![
+            Command::Apply { up_to: make(2, 3) },
+            Command::Serving { epoch: 3 }
+        ]
+    );
+}
+
+/// Found by the simulation's liveness check: a learner that accepted a newer epoch (from a
+/// leader attempt that failed) can never follow this leader; the leader steps down so that
+/// the next election picks an epoch above it.
+#[test]
+fn a_learner_with_a_newer_accepted_epoch_makes_the_leader_step_down() {
+    let mut leader = established_leader();
+    assert_eq!(
+        leader.step(msg(3, info(3, 4, 0))),
+        vec![Command::GoLooking {
+            reason: ZabError::NewerEpochSeen {
+                sid: 3,
+                accepted: 4,
+                epoch: 1
+            }
+        }]
+    );
+    assert_eq!(leader.phase(), LeaderPhase::Stopped);
+}

@@ -182,16 +182,8 @@ impl Node {
         if self.current_epoch > self.accepted_epoch {
             return Err(format!("node {}: currentEpoch > acceptedEpoch", self.id));
         }
-        let mut prev = self.snap.applied_zxid();
-        for t in self.log_all() {
-            if t.zxid <= prev {
-                return Err(format!(
-                    "node {}: log not increasing at {:#x}",
-                    self.id, t.zxid
-                ));
-            }
-            prev = t.zxid;
-        }
+        // The log's order is checked where it changes (Persist, InstallSnapshot); TRUNC
+        // keeps it.
         match &self.role {
             Role::Leading(l) => l.validate(),
             Role::Following(f) => f.validate(),
@@ -219,6 +211,8 @@ struct Stats {
     old_leaders_rejoined: u64,
     bad_elections: u64,
     duplicates: u64,
+    settled: u64,
+    settle_steps: u64,
 }
 
 impl Stats {
@@ -238,6 +232,8 @@ impl Stats {
         self.old_leaders_rejoined += o.old_leaders_rejoined;
         self.bad_elections += o.bad_elections;
         self.duplicates += o.duplicates;
+        self.settled += o.settled;
+        self.settle_steps += o.settle_steps;
     }
 }
 
@@ -265,6 +261,8 @@ struct Sim {
     chunk_bytes: usize,
     bad_election_percent: u64,
     duplicate_per_mille: usize,
+    /// False once the faults stop.
+    faults: bool,
     trace: bool,
 }
 
@@ -328,6 +326,7 @@ impl Sim {
             chunk_bytes,
             bad_election_percent: 10,
             duplicate_per_mille: 2,
+            faults: true,
             trace: std::env::var("ZAB_TRACE").is_ok(),
         }
     }
@@ -440,6 +439,16 @@ impl Sim {
                     let mut m = ListMachine::default();
                     m.restore(zxid, &chunks)
                         .map_err(|e| format!("node {id}: {e}"))?;
+                    let mut prev = zxid;
+                    for t in &txns {
+                        if t.zxid <= prev {
+                            return Err(format!(
+                                "node {id}: installed log not increasing at {:#x}",
+                                t.zxid
+                            ));
+                        }
+                        prev = t.zxid;
+                    }
                     node.snap = m.clone();
                     node.log = txns;
                     node.pending.clear();
@@ -498,7 +507,7 @@ impl Sim {
             }
         }
         // Crash right at the interesting moments.
-        if self.node(id)?.is_up() {
+        if self.faults && self.node(id)?.is_up() {
             if persisted_now && self.rng.chance(3) {
                 self.stats.crashes_after_persist += 1;
                 self.crash(id)?;
@@ -1137,7 +1146,143 @@ fn run_schedule(seed: u64, voters: u64, observers: u64, steps: usize) -> Result<
             n.validate().map_err(|e| format!("step {i}: {e}"))?;
         }
     }
+    sim.settle().map_err(|e| format!("after the faults: {e}"))?;
     Ok(sim.stats)
+}
+
+impl Sim {
+    /// Liveness after the faults stop: heal, restart everyone, then with only deliveries,
+    /// flushes, ticks and elections, an established leader with every node serving must
+    /// commit one more write on every node.
+    fn settle(&mut self) -> Result<(), String> {
+        self.faults = false;
+        self.side.clear();
+        let down: Vec<_> = self
+            .nodes
+            .values()
+            .filter(|n| !n.is_up())
+            .map(|n| n.id)
+            .collect();
+        for id in down {
+            self.restart(id)?;
+        }
+        let mut write: Option<(ServerId, Zxid)> = None;
+        for _ in 0..20_000 {
+            match write {
+                Some((leader, zxid)) => {
+                    if self
+                        .nodes
+                        .values()
+                        .all(|n| n.machine.applied_zxid() >= zxid)
+                    {
+                        self.stats.settled += 1;
+                        return Ok(());
+                    }
+                    if !matches!(&self.nodes[&leader].role, Role::Leading(l) if l.phase() == LeaderPhase::Broadcast)
+                    {
+                        write = None;
+                    }
+                }
+                None => {
+                    if let Some(leader) = self.serving_leader_of_all() {
+                        self.next_data += 1;
+                        let data = Bytes::from(format!("w{}-by{}", self.next_data, leader));
+                        if let Role::Leading(l) = &mut self.node(leader)?.role
+                            && let Ok((zxid, out)) = l.propose(data)
+                        {
+                            write = Some((leader, zxid));
+                            self.execute(leader, out, false)?;
+                        }
+                    }
+                }
+            }
+            self.quiet_step()?;
+            self.stats.settle_steps += 1;
+            for n in self.nodes.values() {
+                n.validate()?;
+            }
+        }
+        let roles: Vec<String> = self
+            .nodes
+            .values()
+            .map(|n| match &n.role {
+                Role::Leading(l) => {
+                    format!("{}: leading {:?} epoch {}", n.id, l.phase(), l.epoch())
+                }
+                Role::Following(f) => format!("{}: following {} {:?}", n.id, f.leader(), f.phase()),
+                Role::Observing(o) => format!("{}: observing {} {:?}", n.id, o.leader(), o.phase()),
+                Role::Down => format!("{}: down", n.id),
+                Role::Looking => format!(
+                    "{}: looking ({}, {})",
+                    n.id, n.accepted_epoch, n.current_epoch
+                ),
+            })
+            .collect();
+        Err(format!(
+            "no write committed on every node within the budget; write {write:?}; {roles:?}"
+        ))
+    }
+
+    /// The established leader every other node follows, up to date, if there is one.
+    fn serving_leader_of_all(&self) -> Option<ServerId> {
+        let leader = self.nodes.values().find_map(|n| match &n.role {
+            Role::Leading(l) if l.phase() == LeaderPhase::Broadcast => Some(n.id),
+            _ => None,
+        })?;
+        let all = self.nodes.values().all(|n| match &n.role {
+            Role::Leading(_) => n.id == leader,
+            Role::Following(f) => f.leader() == leader && f.phase() == LearnerPhase::Broadcast,
+            Role::Observing(o) => o.leader() == leader && o.phase() == LearnerPhase::Broadcast,
+            Role::Down | Role::Looking => false,
+        });
+        all.then_some(leader)
+    }
+
+    fn quiet_step(&mut self) -> Result<(), String> {
+        match self.rng.below(100) {
+            0..60 => {
+                let keys: Vec<_> = self
+                    .queues
+                    .iter()
+                    .filter(|(_, q)| !q.is_empty())
+                    .map(|(k, _)| *k)
+                    .collect();
+                let Some((from, to)) = self.rng.pick(&keys) else {
+                    return Ok(());
+                };
+                let packet = self
+                    .queues
+                    .get_mut(&(from, to))
+                    .and_then(|q| q.pop_front())
+                    .ok_or("empty queue")?;
+                self.input(to, Input::Message { from, packet })
+            }
+            60..80 => {
+                let with_pending: Vec<_> = self
+                    .nodes
+                    .values()
+                    .filter(|n| !n.pending.is_empty())
+                    .map(|n| n.id)
+                    .collect();
+                let Some(id) = self.rng.pick(&with_pending) else {
+                    return Ok(());
+                };
+                let node = self.node(id)?;
+                let flushed = std::mem::take(&mut node.pending);
+                let zxid = flushed.last().map(|t| t.zxid).ok_or("nothing flushed")?;
+                node.log.extend(flushed);
+                self.input(id, Input::Persisted { zxid })
+            }
+            80..88 => {
+                let ids: Vec<_> = self.nodes.keys().copied().collect();
+                for id in ids {
+                    self.input(id, Input::Tick)?;
+                }
+                Ok(())
+            }
+            _ => self.elect(),
+        }
+    }
 }
 
 fn run_many(
