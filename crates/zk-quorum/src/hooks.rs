@@ -402,3 +402,86 @@ impl<E: std::fmt::Debug> Outbox<E> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn outbox_keeps_order_when_the_server_is_full() {
+        let (tx, mut rx) = mpsc::channel(2);
+        let mut outbox = Outbox::new(Some(tx));
+        for i in 0..5 {
+            outbox.push(i);
+        }
+        assert!(outbox.has_held() && !outbox.is_full());
+        assert_eq!((rx.recv().await, rx.recv().await), (Some(0), Some(1)));
+        outbox.flush().await;
+        assert_eq!((rx.recv().await, rx.recv().await), (Some(2), Some(3)));
+        // A new event waits behind the held one.
+        outbox.push(5);
+        outbox.flush().await;
+        assert_eq!((rx.recv().await, rx.recv().await), (Some(4), Some(5)));
+        assert!(!outbox.has_held());
+    }
+
+    #[tokio::test]
+    async fn outbox_is_full_at_its_bound_and_forgets_a_closed_server() {
+        let (tx, rx) = mpsc::channel(1);
+        let mut outbox = Outbox::new(Some(tx));
+        for i in 0..=EVENT_BUFFER {
+            outbox.push(i);
+        }
+        assert!(outbox.is_full());
+        drop(rx);
+        outbox.flush().await;
+        assert!(!outbox.is_full() && !outbox.has_held());
+        outbox.push(0);
+        assert!(!outbox.has_held());
+        let mut detached: Outbox<u8> = Outbox::new(None);
+        detached.push(1);
+        assert!(!detached.has_held());
+    }
+
+    #[tokio::test]
+    async fn clients_fail_once_the_driver_is_gone() {
+        let (leader, inbox) = LeaderClient::new(1);
+        let commit = leader.submit(Bytes::from_static(b"x")).await;
+        let Ok(commit) = commit else {
+            panic!("submit refused: {commit:?}");
+        };
+        drop(inbox);
+        assert_eq!(commit.await, Err(ZabError::NotLeading));
+        assert_eq!(
+            leader.propose(Bytes::from_static(b"y")).await,
+            Err(ZabError::NotLeading)
+        );
+        assert_eq!(leader.sync(2, 1, 1).await, Err(ZabError::NotLeading));
+
+        let (learner, inbox) = LearnerClient::new(1);
+        assert_eq!(learner.touch(1, 1000), Ok(()));
+        assert_eq!(learner.touch(2, 1000), Err(ZabError::Busy(1)));
+        drop(inbox);
+        assert_eq!(learner.touch(1, 1000), Err(ZabError::NotFollowing));
+        assert_eq!(
+            learner.revalidate(1, 1000).await,
+            Err(ZabError::NotFollowing)
+        );
+    }
+
+    #[tokio::test]
+    async fn the_leader_queue_is_fifo_across_kinds() {
+        let (leader, mut inbox) = LeaderClient::new(4);
+        let _commit = leader.submit(Bytes::from_static(b"a")).await;
+        leader.sync(2, 7, 1).await.ok();
+        leader.revalidate_reply(3, 8, 100, true).await.ok();
+        let kinds: Vec<&str> = std::iter::from_fn(|| inbox.rx.try_recv().ok())
+            .map(|op| match op.0 {
+                LeaderOp::Propose { .. } => "propose",
+                LeaderOp::Sync { .. } => "sync",
+                LeaderOp::Revalidate { .. } => "revalidate",
+            })
+            .collect();
+        assert_eq!(kinds, ["propose", "sync", "revalidate"]);
+    }
+}
