@@ -15,7 +15,12 @@
 //! order; figures this server does not keep (client response sizes, TLS counts, JVM
 //! memory) are left out rather than invented.
 
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -23,7 +28,10 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Map, Value, json};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::{Instant, Sleep};
 
 use crate::fourlw::{self, Facts, MonitorValue, NOT_SERVING};
 use crate::server::{ConnStatsView, Role, Shared};
@@ -432,15 +440,154 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
+/// Bounds on the admin server's connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdminLimits {
+    /// Connections served at once; further ones wait in the listen queue.
+    pub max_connections: usize,
+    /// A connection that moves no byte for this long is closed.
+    pub idle_timeout: Duration,
+}
+
+impl Default for AdminLimits {
+    fn default() -> Self {
+        AdminLimits {
+            max_connections: 64,
+            idle_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
 /// Serves the admin server on `listener` (`admin.serverAddress:admin.serverPort`,
-/// bound by the caller) until the task is dropped.
+/// bound by the caller) until the task is dropped, with the default [`AdminLimits`].
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    serve_with(listener, shared, AdminLimits::default()).await;
+}
+
+/// [`serve`] with explicit limits.
+pub async fn serve_with(listener: TcpListener, shared: Arc<Shared>, limits: AdminLimits) {
     match listener.local_addr() {
         Ok(addr) => tracing::info!(%addr, "admin server listening"),
         Err(e) => tracing::warn!(error = %e, "admin server listener has no address"),
     }
+    let listener = BoundedListener {
+        inner: listener,
+        permits: Arc::new(Semaphore::new(limits.max_connections.max(1))),
+        idle_timeout: limits.idle_timeout,
+    };
     if let Err(e) = axum::serve(listener, router(shared)).await {
         tracing::warn!(error = %e, "admin server stopped");
+    }
+}
+
+/// A listener that holds at most `permits` connections open, each closed when idle.
+struct BoundedListener {
+    inner: TcpListener,
+    permits: Arc<Semaphore>,
+    idle_timeout: Duration,
+}
+
+impl axum::serve::Listener for BoundedListener {
+    type Io = AdminStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (AdminStream, SocketAddr) {
+        loop {
+            // The semaphore is never closed, so this only waits.
+            let Ok(permit) = self.permits.clone().acquire_owned().await else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            match self.inner.accept().await {
+                Ok((stream, addr)) => {
+                    let _ = stream.set_nodelay(true);
+                    let idle = Box::pin(tokio::time::sleep(self.idle_timeout));
+                    let io = AdminStream {
+                        inner: stream,
+                        _permit: permit,
+                        idle,
+                        idle_timeout: self.idle_timeout,
+                    };
+                    return (io, addr);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin server accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+}
+
+/// An admin connection: its slot under the connection bound, and an idle deadline that
+/// every byte read or written pushes back.
+struct AdminStream {
+    inner: TcpStream,
+    _permit: OwnedSemaphorePermit,
+    idle: Pin<Box<Sleep>>,
+    idle_timeout: Duration,
+}
+
+impl AdminStream {
+    fn touch(&mut self) {
+        let deadline = Instant::now() + self.idle_timeout;
+        self.idle.as_mut().reset(deadline);
+    }
+
+    fn check_idle(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Error> {
+        match self.idle.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "admin connection idle",
+            )),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl AsyncRead for AdminStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(r) => {
+                this.touch();
+                Poll::Ready(r)
+            }
+            Poll::Pending => this.check_idle(cx).map(Err),
+        }
+    }
+}
+
+impl AsyncWrite for AdminStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_write(cx, buf) {
+            Poll::Ready(r) => {
+                this.touch();
+                Poll::Ready(r)
+            }
+            Poll::Pending => this.check_idle(cx).map(Err),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
 

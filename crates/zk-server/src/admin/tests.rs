@@ -398,3 +398,27 @@ async fn http_routes_and_bad_requests() {
     assert_eq!(status, 200);
     server.abort();
 }
+
+#[tokio::test]
+async fn idle_connections_are_closed_and_the_connection_bound_holds() {
+    let f = fixture();
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let limits = AdminLimits {
+        max_connections: 1,
+        idle_timeout: Duration::from_millis(300),
+    };
+    let server = tokio::spawn(serve_with(listener, f.shared.clone(), limits));
+    // A connection that sends nothing takes the only slot...
+    let mut idle = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    // ...so this request waits until the idle one is closed, then is answered.
+    let waiting = tokio::spawn(async move { get(addr, "/commands/ruok").await });
+    let mut byte = [0u8; 1];
+    let closed = tokio::time::timeout(Duration::from_secs(10), idle.read(&mut byte))
+        .await
+        .expect("the idle connection is closed within 10 s");
+    assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
+    let (status, _, body) = waiting.await.expect("request task");
+    assert_eq!(status, 200, "{body}");
+    server.abort();
+}
