@@ -253,9 +253,9 @@ pub async fn clean_containers(shared: Arc<Shared>, submitter: Submitter) {
         interval.tick().await;
         let max_per_minute = shared.config.container_max_per_minute.max(1) as u64;
         let per_run = (max_per_minute * every.as_millis() as u64 / 60_000).max(1) as usize;
-        let candidates = shared
-            .tree()
-            .cleanup_candidates(now_ms(), every.as_millis() as i64);
+        // ZooKeeper's znode.container.maxNeverUsedIntervalMs defaults to 0: a container
+        // that never had a child is never removed.
+        let candidates = shared.tree().cleanup_candidates(now_ms(), 0);
         for path in candidates.into_iter().take(per_run) {
             let op = WriteOp::Prep(PrepInput::DeleteContainer { path });
             if submitter.send(op).await.is_err() {
