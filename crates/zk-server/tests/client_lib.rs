@@ -860,3 +860,92 @@ async fn garbage_from_the_server_is_a_connection_loss() -> Result<()> {
     let (_wire, _zk) = tokio::try_join!(server, client)?;
     Ok(())
 }
+
+/// A small deterministic generator (splitmix64), so a failure replays exactly.
+fn next_random(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+#[tokio::test]
+async fn random_replies_never_panic_or_hang() -> Result<()> {
+    use bytes::BufMut;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    const ROUNDS: usize = 120;
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?.to_string();
+    let done = AtomicBool::new(false);
+    let server = async {
+        let mut seed = 0x5eed_u64;
+        for _ in 0..ROUNDS {
+            let (mut wire, _) = accept_session(&listener, 10_000).await?;
+            // Past the setWatches (and any ping) to the client's request.
+            let mut req = next_request(&mut wire).await?;
+            while req.xid < 0 {
+                req = next_request(&mut wire).await?;
+            }
+            // The right xid (so the body is decoded as the request's reply), a random
+            // error code, then random bytes.
+            let mut frame = BytesMut::new();
+            frame.put_i32(req.xid);
+            frame.put_i64(1);
+            let r = next_random(&mut seed);
+            let err = match r % 4 {
+                0 | 1 => 0,
+                2 => ErrorCode::NoNode.code(),
+                _ => (r >> 8) as i32,
+            };
+            frame.put_i32(err);
+            let len = (next_random(&mut seed) % 80) as usize;
+            for _ in 0..len {
+                frame.put_u8(next_random(&mut seed) as u8);
+            }
+            wire.send(frame.freeze()).await?;
+            // Each round ends the connection; the client comes back with its session.
+        }
+        done.store(true, Ordering::SeqCst);
+        Ok::<_, anyhow::Error>(())
+    };
+    let client = async {
+        let (zk, _) = Client::builder(addr.clone()).connect().await?;
+        let mut answered = 0usize;
+        let mut i = 0usize;
+        while !done.load(Ordering::SeqCst) {
+            ensure!(i < ROUNDS * 1000, "the rounds did not finish");
+            let call = async {
+                match i % 5 {
+                    0 => zk.get_data("/a", false).await.map(|_| ()),
+                    1 => zk.get_children2("/a", true).await.map(|_| ()),
+                    2 => zk.exists("/a", true).await.map(|_| ()),
+                    3 => zk
+                        .multi(vec![MultiOp::Check(CheckVersionRequest {
+                            path: "/a".into(),
+                            version: 1,
+                        })])
+                        .await
+                        .map(|_| ()),
+                    _ => zk.get_acl("/a").await.map(|_| ()),
+                }
+            };
+            match tokio::time::timeout(WAIT, call).await {
+                Err(_) => bail!("call {i} hung"),
+                Ok(Ok(())) => answered += 1,
+                Ok(Err(e)) if e.code() == ErrorCode::ConnectionLoss => {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Ok(Err(_)) => answered += 1,
+            }
+            i += 1;
+        }
+        ensure!(!zk.state().is_terminal(), "{:?}", zk.state());
+        Ok::<_, anyhow::Error>(answered)
+    };
+    let ((), answered) = tokio::try_join!(server, client)?;
+    // About half the replies carry an error code and no body: those are answered.
+    assert!(answered >= ROUNDS / 4, "{answered} of {ROUNDS} answered");
+    Ok(())
+}
