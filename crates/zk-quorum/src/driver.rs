@@ -675,6 +675,9 @@ impl<L: TxnLog, E: EpochStore, M: StateMachine> LeaderRun<'_, L, E, M> {
                 }
                 Command::Serving { epoch } => {
                     info!(epoch, "leading");
+                    // Established: its whole history is committed.
+                    let committed = self.core.committed_zxid();
+                    self.storage.committed = self.storage.committed.max(committed);
                     self.status.send_modify(|s| {
                         s.epoch = epoch;
                         s.serving = true;

@@ -121,7 +121,9 @@ pub(crate) enum LeaderOp {
 pub struct ProposalRequest(pub(crate) LeaderOp);
 
 /// A txn's commit: resolves to its zxid once committed and applied on the leader, or to
-/// [`ZabError::NotLeading`] when the leader stopped first.
+/// [`ZabError::NotLeading`] when the leader stopped first. `NotLeading` does not mean the
+/// txn is lost: if it was proposed it may still commit under the next leader (like a
+/// ZooKeeper client's connection loss, the outcome is unknown).
 #[derive(Debug)]
 pub struct PendingCommit {
     rx: oneshot::Receiver<Result<Zxid, ZabError>>,
