@@ -151,7 +151,11 @@ fn mntr_values(text: &str) -> BTreeMap<&str, &str> {
 
 /// A session with `/app`, an ephemeral `/app/eph` and a data watch on `/app`.
 async fn client_with_a_watch(addr: &str) -> Result<(zk::Client, zk::OneshotWatcher)> {
-    let client = zk::Client::connect(addr).await?;
+    // A long session timeout keeps pings (which would change `lop`) out of the test.
+    let client = zk::Client::connector()
+        .with_session_timeout(Duration::from_secs(40))
+        .connect(addr)
+        .await?;
     let persistent = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
     let ephemeral = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
     client.create("/app", b"x", &persistent).await?;
