@@ -289,6 +289,14 @@ impl Leader {
         timeout_ms: i32,
         valid: bool,
     ) -> Vec<Command> {
+        if !self.may_answer(to) {
+            debug!(
+                sid = self.id,
+                peer = to,
+                "revalidation answer dropped: learner not synced"
+            );
+            return Vec::new();
+        }
         vec![Command::Send {
             to,
             packet: Packet::Revalidate {
@@ -297,6 +305,14 @@ impl Leader {
                 valid,
             },
         }]
+    }
+
+    /// Answers go only to learners whose sync is queued: earlier, they would land in the
+    /// middle of discovery (a learner that reconnected since it asked).
+    fn may_answer(&self, to: ServerId) -> bool {
+        self.learners
+            .get(&to)
+            .is_some_and(|h| h.phase >= HandlerPhase::AwaitNewLeaderAck)
     }
 
     /// Answers a forwarded `sync` once every proposal made so far has committed.
@@ -310,6 +326,7 @@ impl Leader {
             return Err(ZabError::NotLeading);
         }
         match self.outstanding.last_zxid() {
+            None if !self.may_answer(to) => Ok(Vec::new()),
             None => Ok(vec![Command::Send {
                 to,
                 packet: Packet::SyncReply {
@@ -720,7 +737,9 @@ impl Leader {
         out.push(Command::Apply { up_to: last });
         self.applied = last;
         while self.pending_syncs.front().is_some_and(|p| p.0 <= last) {
-            if let Some((_, to, session_id, cxid)) = self.pending_syncs.pop_front() {
+            if let Some((_, to, session_id, cxid)) = self.pending_syncs.pop_front()
+                && self.may_answer(to)
+            {
                 out.push(Command::Send {
                     to,
                     packet: Packet::SyncReply {

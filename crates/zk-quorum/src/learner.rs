@@ -515,7 +515,9 @@ impl Learner {
                 session_id,
                 timeout_ms,
                 valid,
-            } if self.phase == LearnerPhase::Broadcast => {
+            } => {
+                // Also while finishing a sync: an answer to a question asked on an earlier
+                // connection may arrive then.
                 out.push(Command::RevalidateReply {
                     session_id,
                     timeout_ms,
@@ -526,7 +528,7 @@ impl Learner {
                 session_id,
                 cxid,
                 zxid,
-            } if self.phase == LearnerPhase::Broadcast => {
+            } => {
                 out.push(Command::SyncReply {
                     session_id,
                     cxid,

@@ -1176,3 +1176,58 @@ fn a_learner_with_a_newer_accepted_epoch_makes_the_leader_step_down() {
     );
     assert_eq!(leader.phase(), LeaderPhase::Stopped);
 }
+
+#[test]
+fn answers_go_only_to_synced_learners() {
+    let mut leader = established_leader();
+    assert_eq!(
+        leader.revalidate_reply(2, 7, 3000, true),
+        vec![send(
+            2,
+            Packet::Revalidate {
+                session_id: 7,
+                timeout_ms: 3000,
+                valid: true
+            }
+        )]
+    );
+    assert_eq!(
+        leader.sync_reply(2, 7, 1).unwrap(),
+        vec![send(
+            2,
+            Packet::SyncReply {
+                session_id: 7,
+                cxid: 1,
+                zxid: 0
+            }
+        )]
+    );
+    // Follower 2 reconnects: until its sync is queued, answers would break its discovery.
+    leader.step(msg(2, info(2, 1, 0)));
+    assert!(leader.revalidate_reply(2, 7, 3000, true).is_empty());
+    assert!(leader.sync_reply(2, 7, 2).unwrap().is_empty());
+    // A follower finishing its sync accepts a late answer.
+    let mut f = syncing_follower(empty_learner(), 1, Packet::Diff { zxid: 0 });
+    f.step(msg(
+        L,
+        Packet::NewLeader {
+            zxid: make(1, 0),
+            config: Bytes::new(),
+        },
+    ));
+    assert_eq!(
+        f.step(msg(
+            L,
+            Packet::Revalidate {
+                session_id: 7,
+                timeout_ms: 3000,
+                valid: true
+            }
+        )),
+        vec![Command::RevalidateReply {
+            session_id: 7,
+            timeout_ms: 3000,
+            valid: true
+        }]
+    );
+}
