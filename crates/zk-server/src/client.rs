@@ -21,7 +21,8 @@
 //! wire (later ones wait in a bounded queue), the event channel has
 //! [`ClientBuilder::event_capacity`] slots — when it is full the task stops reading from
 //! the socket until there is room (it keeps pinging, so the session stays alive) — and
-//! frames are limited to `jute.maxbuffer` plus headers.
+//! frames are limited to `jute.maxbuffer` plus headers. The watch tables kept for
+//! re-registration hold one entry per path the caller watches.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), zk_server::client::Error> {
@@ -1285,7 +1286,7 @@ impl Task {
                     // Every server failed once: pause a little before the next round.
                     failures_in_row = 0;
                     let pause = Duration::from_millis(
-                        100 + random_u64() % (MAX_RECONNECT_PAUSE.as_millis() as u64),
+                        100 + random_u64() % (MAX_RECONNECT_PAUSE.as_millis() as u64 - 100),
                     );
                     let sleep = tokio::time::sleep(pause);
                     tokio::pin!(sleep);
