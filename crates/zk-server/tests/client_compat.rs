@@ -788,9 +788,9 @@ async fn multi_results_and_rollback() -> Result<()> {
         matches!(&results[1], MultiResult::Create(cr) if cr.path == "/m/a"),
         "{results:?}"
     );
+    // ZooKeeper 3.8 answers a create2 member with a plain create result (no stat).
     assert!(
-        matches!(&results[2], MultiResult::Create2(cr) if cr.path == "/m/b0000000001" && cr.stat.czxid == zxid)
-            || matches!(&results[2], MultiResult::Create(cr) if cr.path == "/m/b0000000001"),
+        matches!(&results[2], MultiResult::Create(cr) if cr.path == "/m/b0000000001"),
         "{results:?}"
     );
     assert!(
@@ -2359,5 +2359,130 @@ async fn acl_forms_accepted_and_refused() -> Result<()> {
     // /a1 (127/8) is readable from here; /a6 (no permissions) is not.
     assert!(c.get_data("/a1", false).await?.is_ok());
     assert_eq!(c.get_data("/a6", false).await?.map(|_| ()), Err(NO_AUTH));
+    Ok(())
+}
+
+#[tokio::test]
+async fn create_op_and_mode_combinations() -> Result<()> {
+    let server = ZkServer::start_with(&[
+        "extendedTypesEnabled=true",
+        "znode.container.checkIntervalMs=100",
+    ])?;
+    let mut c = Raw::connect(server.socket_addr(), 10_000).await?;
+    let req = |path: &str, flags: i32| CreateRequest {
+        path: path.into(),
+        data: None,
+        acl: Acl::open_unsafe(),
+        flags,
+    };
+    let ttl = |path: &str, flags: i32, ttl: i64| zk_proto::jute::CreateTtlRequest {
+        path: path.into(),
+        data: None,
+        acl: Acl::open_unsafe(),
+        flags,
+        ttl,
+    };
+    // (request, error, reported ephemeralOwner of a create2-style reply)
+    let cases: Vec<(Request, i32, Option<i64>)> = vec![
+        (Request::Create2(req("/c1", 4)), 0, Some(0)),
+        (Request::Create(req("/c2", 4)), 0, None),
+        (Request::CreateContainer(req("/c3", 0)), 0, Some(0)),
+        (Request::CreateContainer(req("/c4", 1)), 0, Some(0)),
+        (Request::Create2(req("/c5", 5)), BAD_ARGUMENTS, None),
+        (Request::CreateTtl(ttl("/c6", 0, 1000)), BAD_ARGUMENTS, None),
+        (Request::CreateTtl(ttl("/c7", 4, 1000)), BAD_ARGUMENTS, None),
+        (
+            Request::CreateTtl(ttl("/c8", 5, 1 << 41)),
+            BAD_ARGUMENTS,
+            None,
+        ),
+        (Request::Create2(req("/c9", 7)), BAD_ARGUMENTS, None),
+        (Request::Create2(req("/c10", -1)), BAD_ARGUMENTS, None),
+    ];
+    let mut got = Vec::new();
+    let mut want = Vec::new();
+    for (r, err, owner) in cases {
+        let path = r.path().unwrap_or_default().to_owned();
+        let reply = c.call(r).await?;
+        let reported = match &reply.body {
+            Response::Create2(cr) => Some(cr.stat.ephemeral_owner),
+            _ => None,
+        };
+        got.push((path.clone(), reply.header.err, reported));
+        want.push((path, err, owner));
+    }
+    assert_eq!(got, want);
+    // The container flag makes a container only with the createContainer op, which makes
+    // one whatever the flags say.
+    for p in ["/c1", "/c2", "/c3", "/c4"] {
+        c.create(&format!("{p}/child"), None, PERSISTENT)
+            .await?
+            .map_err(anyhow::Error::msg)?;
+        assert_eq!(c.delete(&format!("{p}/child"), -1).await?, 0);
+    }
+    wait_gone(&mut c, "/c3").await?;
+    wait_gone(&mut c, "/c4").await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        c.exists("/c1", false).await?.is_ok(),
+        "create2 with flag 4 made a container"
+    );
+    assert!(
+        c.exists("/c2", false).await?.is_ok(),
+        "create with flag 4 made a container"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn multi_with_container_and_ttl_members() -> Result<()> {
+    let server = ZkServer::start_with(&["extendedTypesEnabled=true"])?;
+    let mut c = Raw::connect(server.socket_addr(), 10_000).await?;
+    let r = c
+        .call(Request::Multi(vec![
+            MultiOp::CreateContainer(CreateRequest {
+                path: "/mc".into(),
+                data: None,
+                acl: Acl::open_unsafe(),
+                flags: 4,
+            }),
+            MultiOp::CreateTtl(zk_proto::jute::CreateTtlRequest {
+                path: "/mt".into(),
+                data: None,
+                acl: Acl::open_unsafe(),
+                flags: PERSISTENT_WITH_TTL,
+                ttl: 60_000,
+            }),
+        ]))
+        .await?;
+    let zxid = r.header.zxid;
+    let Response::Multi(results) = &r.body else {
+        anyhow::bail!("multi: {r:?}")
+    };
+    assert!(
+        matches!(&results[..], [MultiResult::Create2(a), MultiResult::Create2(b)]
+            if a.path == "/mc" && b.path == "/mt" && a.stat.czxid == zxid && b.stat.czxid == zxid
+                && a.stat.ephemeral_owner == 0 && b.stat.ephemeral_owner == 0),
+        "{results:?}"
+    );
+    // Without extended types a TTL member fails the multi.
+    let server = ZkServer::start()?;
+    let mut c = Raw::connect(server.socket_addr(), 10_000).await?;
+    let r = c
+        .call(Request::Multi(vec![
+            create_op("/before"),
+            MultiOp::CreateTtl(zk_proto::jute::CreateTtlRequest {
+                path: "/mt".into(),
+                data: None,
+                acl: Acl::open_unsafe(),
+                flags: PERSISTENT_WITH_TTL,
+                ttl: 60_000,
+            }),
+        ]))
+        .await?;
+    let Response::Multi(results) = &r.body else {
+        anyhow::bail!("multi: {r:?}")
+    };
+    assert_eq!(multi_errors(results), [0, UNIMPLEMENTED]);
     Ok(())
 }
