@@ -31,8 +31,8 @@ use zk_storage::log::{EpochError, EpochStore, LogError, TxnLog};
 use crate::command::{Command, Input};
 use crate::error::ZabError;
 pub use crate::hooks::{
-    EVENT_BUFFER, LeaderClient, LeaderEvent, LeaderInbox, LearnerClient, LearnerEvent,
-    LearnerInbox, LearnerRequest, PendingCommit, ProposalRequest,
+    EVENT_BUFFER, EVENT_HARD_LIMIT, LeaderClient, LeaderEvent, LeaderInbox, LearnerClient,
+    LearnerEvent, LearnerInbox, LearnerRequest, PendingCommit, ProposalRequest,
 };
 use crate::hooks::{LeaderOp, LearnerOp, Outbox};
 use crate::leader::{Leader, LeaderPhase, LeaderStorage};
@@ -486,8 +486,12 @@ impl<L: TxnLog, E: EpochStore, M: StateMachine> LeaderRun<'_, L, E, M> {
         loop {
             let takes_ops = self.takes_ops();
             // Learner packets may produce server events: stop reading them while the
-            // server is behind (back-pressure down the learners' streams).
-            let reads_streams = !self.outbox.is_full();
+            // server is behind (back-pressure down the learners' streams), unless the
+            // proposals in flight wait for their ACKs: the server may be waiting in
+            // `submit`, and only commits free it.
+            let stalled = self.core.phase() == LeaderPhase::Broadcast
+                && self.core.outstanding() >= self.max_outstanding;
+            let reads_streams = !self.outbox.is_full() || stalled;
             let flushes = self.outbox.has_held();
             tokio::select! {
                 _ = tick.tick() => self.inputs.push_back(Input::Tick),
@@ -619,6 +623,22 @@ impl<L: TxnLog, E: EpochStore, M: StateMachine> LeaderRun<'_, L, E, M> {
         }
     }
 
+    /// Queues an event for the server; past [`EVENT_HARD_LIMIT`] drops it and closes the
+    /// stream of the learner that caused it (it re-syncs; see [`crate::hooks`]).
+    fn queue_event(&mut self, from: ServerId, event: LeaderEvent) {
+        if let Err(event) = self.outbox.push_bounded(event) {
+            warn!(
+                peer = from,
+                limit = EVENT_HARD_LIMIT,
+                ?event,
+                "the server is too far behind, dropping the learner"
+            );
+            if self.learners.remove(&from).is_some() {
+                self.inputs.push_back(Input::Disconnected { peer: from });
+            }
+        }
+    }
+
     fn send(&mut self, to: ServerId, item: Outbound) {
         let Some((_, tx)) = self.learners.get(&to) else {
             return;
@@ -689,21 +709,23 @@ impl<L: TxnLog, E: EpochStore, M: StateMachine> LeaderRun<'_, L, E, M> {
                 }
                 Command::GoLooking { reason } => return Ok(Some(reason)),
                 Command::Request { from, request } => {
-                    self.outbox.push(LeaderEvent::Request { from, request });
+                    self.queue_event(from, LeaderEvent::Request { from, request });
                 }
                 Command::SessionTouches { from, touches } => {
-                    self.outbox
-                        .push(LeaderEvent::SessionTouches { from, touches });
+                    self.queue_event(from, LeaderEvent::SessionTouches { from, touches });
                 }
                 Command::Revalidate {
                     from,
                     session_id,
                     timeout_ms,
-                } => self.outbox.push(LeaderEvent::Revalidate {
+                } => self.queue_event(
                     from,
-                    session_id,
-                    timeout_ms,
-                }),
+                    LeaderEvent::Revalidate {
+                        from,
+                        session_id,
+                        timeout_ms,
+                    },
+                ),
                 Command::RevalidateReply { .. } | Command::SyncReply { .. } => {}
                 other => {
                     return Err(DriverError::Storage(format!(

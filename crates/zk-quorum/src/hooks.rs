@@ -19,12 +19,19 @@
 //!   leader's answers to a forwarded `sync` and to a REVALIDATE.
 //!
 //! Every queue is bounded: the inboxes by the capacity given to `new`, the events by the
-//! capacity of the server's channel plus [`EVENT_BUFFER`] events the driver holds while
-//! that channel is full. When that buffer is full the driver stops reading the streams
-//! the events come from (learner streams on the leader, the leader's stream on a
-//! learner), so a slow server slows its peers down instead of growing a queue. A server
-//! must therefore keep consuming events while it waits for commits (never wait for a
-//! commit inside the event loop that feeds the driver).
+//! capacity of the server's channel plus what the driver holds while that channel is
+//! full. Past [`EVENT_BUFFER`] held events the driver stops reading the streams the
+//! events come from (learner streams on the leader, the leader's stream on a learner), so
+//! a slow server slows its peers down instead of growing a queue.
+//!
+//! One exception keeps a leader from deadlocking with a server that waits in
+//! [`LeaderClient::submit`] before it takes the next event: while `max_outstanding`
+//! proposals are in flight the leader keeps reading learner streams (their ACKs are what
+//! commits the proposals and frees the server). Events beyond [`EVENT_HARD_LIMIT`] are then
+//! refused by closing the stream of the learner that sent them: it re-syncs, and its
+//! server sees the connection to the leader drop, as after any leader loss. A server that
+//! bounds the client requests it forwards (ZooKeeper's `maxRequests`, 1000 per server)
+//! stays far below it.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -40,6 +47,10 @@ use crate::types::{ForwardedRequest, ServerId, SessionTouch, Zxid};
 /// Events the driver holds for the server while the server's channel is full; past it
 /// the driver stops reading the streams that produce events (back-pressure).
 pub const EVENT_BUFFER: usize = 1024;
+
+/// Events a leader holds at most for its server: past it, the learner whose packet
+/// produced the event is disconnected (see the module docs).
+pub const EVENT_HARD_LIMIT: usize = 4 * EVENT_BUFFER;
 
 /// What a leader driver reports to the server.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -329,7 +340,7 @@ impl LearnerClient {
 }
 
 /// Events on their way to the server: sent at once while the server's channel has room,
-/// else held in order (at most [`EVENT_BUFFER`] plus one batch) until it has.
+/// else held in order until it has (see the module docs for the bounds).
 #[derive(Debug)]
 pub(crate) struct Outbox<E> {
     tx: Option<mpsc::Sender<E>>,
@@ -361,6 +372,16 @@ impl<E: std::fmt::Debug> Outbox<E> {
                 self.tx = None;
             }
         }
+    }
+
+    /// Like [`Outbox::push`], but gives the event back when [`EVENT_HARD_LIMIT`] events
+    /// are already held.
+    pub(crate) fn push_bounded(&mut self, event: E) -> Result<(), E> {
+        if self.held.len() >= EVENT_HARD_LIMIT {
+            return Err(event);
+        }
+        self.push(event);
+        Ok(())
     }
 
     /// True when the driver must stop reading what produces events.

@@ -256,16 +256,17 @@ async fn start_leader<L: TxnLog + Send + 'static>(
     config: Config,
     st: Storage<L>,
 ) -> anyhow::Result<LeaderNode<L>> {
-    start_leader_with(config, st, 64).await
+    start_leader_with(config, st, 64, 64).await
 }
 
 async fn start_leader_with<L: TxnLog + Send + 'static>(
     config: Config,
     mut st: Storage<L>,
     event_capacity: usize,
+    client_capacity: usize,
 ) -> anyhow::Result<LeaderNode<L>> {
     let (incoming, addr) = bind_local(ip(1), 0).await?;
-    let (client, inbox) = LeaderClient::new(64);
+    let (client, inbox) = LeaderClient::new(client_capacity);
     let (events_tx, events) = mpsc::channel(event_capacity);
     let (status_tx, status) = watch::channel(NodeStatus::default());
     let (stop, stopped) = oneshot::channel::<()>();
@@ -736,7 +737,7 @@ async fn a_slow_server_gets_every_forwarded_request_in_order() -> anyhow::Result
         ..Config::default()
     };
     // The server's event channel holds one event and the server starts late.
-    let mut leader = start_leader_with(config.clone(), mem_storage(), 1).await?;
+    let mut leader = start_leader_with(config.clone(), mem_storage(), 1, 64).await?;
     let mut f2 = start_learner(2, leader.addr.clone(), config.clone(), mem_storage());
     let f3 = start_learner(3, leader.addr.clone(), config.clone(), mem_storage());
     f2.node.wait_applied(0).await?;
@@ -783,6 +784,58 @@ async fn a_slow_server_gets_every_forwarded_request_in_order() -> anyhow::Result
         .propose(Bytes::from_static(b"still leading"))
         .await?;
     f2.node.wait_applied(z).await?;
+    let _ = f2.node.stop().await?;
+    let _ = f3.node.stop().await?;
+    let _ = leader.node.stop().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_waits_in_submit_while_events_pile_up_does_not_deadlock() -> anyhow::Result<()>
+{
+    // Both learners together stay below the hard limit of events held for the server.
+    const N: i32 = 1_500;
+    // Few proposals in flight and a tiny queue: the server's `submit` often waits for a
+    // commit, while the learners forward faster than the quorum commits.
+    let config = Config {
+        max_outstanding: 4,
+        sync_limit: 50,
+        ..Config::default()
+    };
+    let mut leader = start_leader_with(config.clone(), mem_storage(), 1, 1).await?;
+    let mut f2 = start_learner(2, leader.addr.clone(), config.clone(), mem_storage());
+    let mut f3 = start_learner(3, leader.addr.clone(), config.clone(), mem_storage());
+    f2.node.wait_applied(0).await?;
+    f3.node.wait_applied(0).await?;
+    let body = "y".repeat(256);
+    let mut senders = Vec::new();
+    for f in [&f2, &f3] {
+        let (client, body) = (f.client.clone(), body.clone());
+        senders.push(tokio::spawn(async move {
+            for cxid in 0..N {
+                client
+                    .forward(client_request(2, cxid, OP_CREATE, &body))
+                    .await?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    // The simplest server loop: one event, one submit (which may wait), next event.
+    let mut last = None;
+    let mut submitted = 0;
+    while submitted < 2 * N {
+        if let LeaderEvent::Request { request, .. } = leader.next_event().await? {
+            last = Some(leader.client.submit(request.request).await?);
+            submitted += 1;
+        }
+    }
+    for s in senders {
+        s.await??;
+    }
+    let last = tokio::time::timeout(WAIT, last.context("nothing submitted")?).await??;
+    assert_eq!(last, make(1, i64::from(2 * N)));
+    f2.node.wait_applied(last).await?;
+    f3.node.wait_applied(last).await?;
     let _ = f2.node.stop().await?;
     let _ = f3.node.stop().await?;
     let _ = leader.node.stop().await?;
