@@ -838,7 +838,7 @@ impl Shared {
                     return Err(ErrorCode::BadArguments);
                 }
                 // ZooKeeper 3.8 answers exists without an ACL check.
-                let node = tree.get(&r.path);
+                let node = tree.get(node_path(&r.path));
                 if r.watch {
                     self.watches().add_data_watch(session, &r.path);
                 }
@@ -857,7 +857,7 @@ impl Shared {
                     Response::GetChildren2(GetChildren2Response { children, stat })
                 }),
             Request::GetAcl(r) => {
-                let node = tree.get(&r.path).ok_or(ErrorCode::NoNode)?;
+                let node = tree.get(node_path(&r.path)).ok_or(ErrorCode::NoNode)?;
                 let acl = if self.config.skip_acl {
                     node.acl().to_vec()
                 } else {
@@ -869,9 +869,16 @@ impl Shared {
                 }))
             }
             Request::GetAllChildrenNumber(r) => {
-                let node = tree.get(&r.path).ok_or(ErrorCode::NoNode)?;
+                let node = tree.get(node_path(&r.path)).ok_or(ErrorCode::NoNode)?;
                 check_read(node.acl())?;
-                let n = tree.all_children_number(&r.path).unwrap_or(0);
+                // ZooKeeper counts the keys of its node map that start with `path + "/"`:
+                // for "" that is every entry but the root's "" one.
+                let n = if r.path.is_empty() {
+                    tree.all_children_number("/").map(|n| n + 1)
+                } else {
+                    tree.all_children_number(&r.path)
+                };
+                let n = n.unwrap_or(0);
                 Ok(Response::GetAllChildrenNumber(
                     GetAllChildrenNumberResponse {
                         total_number: i32::try_from(n).unwrap_or(i32::MAX),
@@ -990,7 +997,7 @@ impl Shared {
         watch: bool,
         check_read: &dyn Fn(&[zk_proto::data::Acl]) -> Result<(), ErrorCode>,
     ) -> Result<GetDataResponse, ErrorCode> {
-        let node = tree.get(path).ok_or(ErrorCode::NoNode)?;
+        let node = tree.get(node_path(path)).ok_or(ErrorCode::NoNode)?;
         check_read(node.acl())?;
         if watch {
             self.watches().add_data_watch(session, path);
@@ -1009,10 +1016,10 @@ impl Shared {
         watch: bool,
         check_read: &dyn Fn(&[zk_proto::data::Acl]) -> Result<(), ErrorCode>,
     ) -> Result<(Vec<String>, Stat), ErrorCode> {
-        let node = tree.get(path).ok_or(ErrorCode::NoNode)?;
+        let node = tree.get(node_path(path)).ok_or(ErrorCode::NoNode)?;
         check_read(node.acl())?;
         let children = tree
-            .children_unsorted(path)
+            .children_unsorted(node_path(path))
             .map(|c| c.map(str::to_owned).collect())
             .unwrap_or_default();
         if watch {
@@ -1030,6 +1037,12 @@ pub fn sync_reply(cxid: i32, zxid: Zxid, path: String) -> ReplyPacket {
         ErrorCode::Ok,
         Response::Sync(zk_proto::jute::SyncResponse { path }),
     )
+}
+
+/// The node a read names. ZooKeeper keeps the root under "" as well as "/", so a read
+/// of "" sees the root (a watch set on "" stays on "", where no event fires).
+fn node_path(path: &str) -> &str {
+    if path.is_empty() { "/" } else { path }
 }
 
 /// The watcher type of checkWatches/removeWatches. ZooKeeper 3.8 knows children (1), data
