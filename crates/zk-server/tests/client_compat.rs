@@ -2486,3 +2486,137 @@ async fn multi_with_container_and_ttl_members() -> Result<()> {
     assert_eq!(multi_errors(results), [0, UNIMPLEMENTED]);
     Ok(())
 }
+
+#[tokio::test]
+async fn empty_path_reads_the_root() -> Result<()> {
+    let server = ZkServer::start()?;
+    let mut c = Raw::connect(server.socket_addr(), 10_000).await?;
+    c.create("/x", None, PERSISTENT)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    // ZooKeeper's node map holds the root under "" too: reads of "" see the root.
+    let st = c.exists("", false).await?.map_err(anyhow::Error::msg)?;
+    assert_eq!(st.num_children, 2);
+    let (d, st) = c.get_data("", true).await?.map_err(anyhow::Error::msg)?;
+    assert_eq!((d, st.num_children), (Some(Bytes::new()), 2));
+    let (children, _) = sorted_children(&mut c, "").await?;
+    assert_eq!(children, ["x", "zookeeper"]);
+    let r = c
+        .call(Request::GetAllChildrenNumber(GetAllChildrenNumberRequest {
+            path: "".into(),
+        }))
+        .await?;
+    assert!(
+        matches!(&r.body, Response::GetAllChildrenNumber(n) if n.total_number == 5),
+        "{r:?}"
+    );
+    let r = c
+        .call(Request::GetAllChildrenNumber(GetAllChildrenNumberRequest {
+            path: "/".into(),
+        }))
+        .await?;
+    assert!(
+        matches!(&r.body, Response::GetAllChildrenNumber(n) if n.total_number == 4),
+        "{r:?}"
+    );
+    // Writes refuse it.
+    assert_eq!(c.create("", None, PERSISTENT).await?, Err(BAD_ARGUMENTS));
+    assert_eq!(c.delete("", -1).await?, BAD_ARGUMENTS);
+    assert_eq!(
+        c.set_data("", Some(b"x"), -1).await?.map(|_| ()),
+        Err(BAD_ARGUMENTS)
+    );
+    // The watch set through "" is on "", where no event fires.
+    c.set_data("/", Some(b"root"), -1)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    c.ping().await?;
+    assert!(c.events.is_empty(), "{:?}", c.events);
+    Ok(())
+}
+
+#[tokio::test]
+async fn set_acl_fires_no_watch() -> Result<()> {
+    let server = ZkServer::start()?;
+    let mut c = Raw::connect(server.socket_addr(), 10_000).await?;
+    let mut w = Raw::connect(server.socket_addr(), 10_000).await?;
+    c.create("/x", None, PERSISTENT)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    assert!(w.get_data("/x", true).await?.is_ok());
+    assert!(w.exists("/x", true).await?.is_ok());
+    let r = c
+        .call(Request::SetAcl(SetAclRequest {
+            path: "/x".into(),
+            acl: Acl::open_unsafe(),
+            version: -1,
+        }))
+        .await?;
+    assert_eq!(r.header.err, 0);
+    w.ping().await?;
+    assert!(w.events.is_empty(), "{:?}", w.events);
+    c.set_data("/x", Some(b"1"), -1)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    w.ping().await?;
+    assert_eq!(w.events.len(), 1, "{:?}", w.events);
+    Ok(())
+}
+
+/// In ZooKeeper 3.8.0 a persistent watch is an entry in both the data and the child watch
+/// tables: checkWatches finds it as a data and as a child watch, and removeWatches(data)
+/// removes only its data half (child events go on). Ours keeps persistent watches apart
+/// from the data and child ones.
+#[tokio::test]
+#[ignore = "known difference: a persistent watch is not a data plus a child watch (needs a change in watch.rs)"]
+async fn persistent_watch_is_a_data_and_a_child_watch() -> Result<()> {
+    let server = ZkServer::start()?;
+    let mut c = Raw::connect(server.socket_addr(), 10_000).await?;
+    let mut w = Raw::connect(server.socket_addr(), 10_000).await?;
+    c.create("/x", None, PERSISTENT)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    let add = |path: &str, mode: i32| {
+        Request::AddWatch(AddWatchRequest {
+            path: path.into(),
+            mode,
+        })
+    };
+    let check = |path: &str, t: i32| {
+        Request::CheckWatches(CheckWatchesRequest {
+            path: path.into(),
+            watcher_type: t,
+        })
+    };
+    let remove = |path: &str, t: i32| {
+        Request::RemoveWatches(RemoveWatchesRequest {
+            path: path.into(),
+            watcher_type: t,
+        })
+    };
+    assert_eq!(w.call(add("/x", 0)).await?.header.err, 0);
+    let mut got = Vec::new();
+    for t in [1, 2, 3] {
+        got.push(w.call(check("/x", t)).await?.header.err);
+    }
+    got.push(w.call(remove("/x", 2)).await?.header.err);
+    got.push(w.call(check("/x", 1)).await?.header.err);
+    assert_eq!(got, [0, 0, 0, 0, 0]);
+    c.set_data("/x", Some(b"1"), -1)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    c.create("/x/c", None, PERSISTENT)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    w.ping().await?;
+    let ev: Vec<_> = w
+        .events
+        .drain(..)
+        .map(|(_, e)| (e.event_type, e.path))
+        .collect();
+    assert_eq!(
+        ev,
+        [(EventType::NodeChildrenChanged.code(), "/x".to_owned())]
+    );
+    Ok(())
+}
