@@ -277,7 +277,8 @@ async fn start_leader_with<L: TxnLog + Send + 'static>(
         let why = run_leader(
             1,
             config,
-            Ensemble::new([1, 2, 3], []),
+            // Node 4 observes.
+            Ensemble::new([1, 2, 3], [4]),
             options(),
             &mut st,
             incoming,
@@ -317,7 +318,7 @@ fn start_learner<L: TxnLog + Send + 'static>(
             id,
             1,
             &addr,
-            false,
+            id == 4,
             config,
             options(),
             &mut st,
@@ -839,5 +840,68 @@ async fn a_server_that_waits_in_submit_while_events_pile_up_does_not_deadlock() 
     let _ = f2.node.stop().await?;
     let _ = f3.node.stop().await?;
     let _ = leader.node.stop().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_observer_forwards_writes_and_syncs() -> anyhow::Result<()> {
+    let config = Config::default();
+    let mut leader = start_leader(config.clone(), mem_storage()).await?;
+    let mut f2 = start_learner(2, leader.addr.clone(), config.clone(), mem_storage());
+    let mut obs = start_learner(4, leader.addr.clone(), config.clone(), mem_storage());
+    obs.node.wait_applied(0).await?;
+    let s = *tokio::time::timeout(
+        WAIT,
+        leader
+            .node
+            .status
+            .wait_for(|s| s.synced_followers == 1 && s.synced_observers == 1),
+    )
+    .await
+    .context("the leader never counted the follower and the observer")??;
+    assert_eq!(s.learners, 2);
+
+    for cxid in 0..10 {
+        obs.client
+            .forward(client_request(4, cxid, OP_CREATE, &format!("o {cxid}")))
+            .await?;
+    }
+    obs.client
+        .forward(client_request(4, 10, OP_SYNC, "/"))
+        .await?;
+    let mut last = 0;
+    let mut handled = 0;
+    while handled < 11 {
+        let LeaderEvent::Request { from, request } = leader.next_event().await? else {
+            continue;
+        };
+        assert_eq!((from, request.cxid), (4, handled));
+        if request.op_type == OP_SYNC {
+            leader
+                .client
+                .sync(from, request.session_id, request.cxid)
+                .await?;
+        } else {
+            last = leader.client.propose(request.request).await?;
+        }
+        handled += 1;
+    }
+    assert_eq!(
+        obs.next_event().await?,
+        LearnerEvent::SyncReply {
+            session_id: 4,
+            cxid: 10,
+            zxid: last
+        }
+    );
+    assert!(obs.node.status.borrow().applied >= last);
+    f2.node.wait_applied(last).await?;
+
+    let (_, obs_st) = obs.node.stop().await?;
+    let (_, st2) = f2.node.stop().await?;
+    let (_, st1) = leader.node.stop().await?;
+    assert_eq!(obs_st.machine.txns.len(), 10);
+    assert_eq!(obs_st.machine.txns, st1.machine.txns);
+    assert_eq!(st2.machine.txns, st1.machine.txns);
     Ok(())
 }
