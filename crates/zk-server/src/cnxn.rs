@@ -33,7 +33,7 @@ use zk_proto::jute::{
 use crate::acl::{self, AuthProviders};
 use crate::pipeline::{Submitter, WriteOp};
 use crate::prep::PrepInput;
-use crate::server::{ConnHandle, ConnStats, Outbound, Shared, is_read, last_op_name};
+use crate::server::{ConnHandle, ConnStats, Outbound, Shared, Validity, is_read, last_op_name};
 use crate::session;
 
 /// How long a fresh connection may take to send its first frame.
@@ -209,9 +209,20 @@ pub async fn handle(
         // ZooKeeper closes the session's current connection before it looks at the
         // password or the expiry (`processConnectRequest`, CLIENT_RECONNECT).
         shared.send_to(session, Outbound::Close);
-        let valid = session::check_password(session, &connect.passwd)
-            && shared.revalidate(session, timeout_ms).await;
-        if !valid {
+        let validity = if session::check_password(session, &connect.passwd) {
+            shared.revalidate(session, timeout_ms).await
+        } else {
+            Validity::Expired
+        };
+        if validity == Validity::Unknown {
+            // This server lost its leader before it could tell: no answer, the client
+            // tries another server (ZooKeeper closes the connection too).
+            return Err(CnxnError::Closed(format!(
+                "session {session:#x} could not be revalidated (no leader): \
+                 client must try another server"
+            )));
+        }
+        if validity == Validity::Expired {
             // ZooKeeper answers an expired or unknown session (or a wrong password) with
             // a zero timeout, session and password, then closes.
             let answer = ConnectResponse {

@@ -41,7 +41,7 @@ use crate::config::{Config, LearnerType};
 use crate::node::NodeError;
 use crate::pipeline::{self, WriteOp, now_ms};
 use crate::prep::{Prep, PrepInput, PrepOptions, SessionCheck};
-use crate::server::{Revalidation, Role, Shared};
+use crate::server::{Revalidation, Role, Shared, Validity};
 use crate::snapshots::Snapshotter;
 
 /// Most client writes queued towards the leader's proposer.
@@ -772,9 +772,15 @@ async fn leader_processor(
                     session_id,
                     timeout_ms,
                 }) => {
-                    let valid = shared
+                    let valid = match shared
                         .revalidate(session_id, timeout_ms.max(0) as u32)
-                        .await;
+                        .await
+                    {
+                        Validity::Valid => true,
+                        Validity::Expired => false,
+                        // No longer the leader: no answer (the learner's times out).
+                        Validity::Unknown => continue,
+                    };
                     if client
                         .revalidate_reply(from, session_id, timeout_ms, valid)
                         .await

@@ -426,6 +426,18 @@ pub struct Shared {
     revalidator: Mutex<Option<mpsc::Sender<Revalidation>>>,
 }
 
+/// The answer to a session revalidation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Validity {
+    /// The session lives (and was touched).
+    Valid,
+    /// The session expired, was closed, or never existed.
+    Expired,
+    /// No answer: the learner lost its leader before it answered. The client must try
+    /// again, here or on another server; its session may well be alive.
+    Unknown,
+}
+
 /// A client `sync` answered once the tree has applied `target`.
 #[derive(Debug)]
 struct PendingSync {
@@ -659,13 +671,20 @@ impl Shared {
     }
 
     /// Is `session` still valid? The session authority answers from its tracker; a
-    /// learner asks its leader (ZooKeeper's REVALIDATE).
-    pub async fn revalidate(&self, session: i64, timeout_ms: u32) -> bool {
+    /// learner asks its leader (ZooKeeper's REVALIDATE). A node that is neither (it lost
+    /// its leader, or is between roles) has no answer: [`Validity::Unknown`]; its own
+    /// tracker does not know the sessions created through other servers.
+    pub async fn revalidate(&self, session: i64, timeout_ms: u32) -> Validity {
         let to_leader = lock(&self.revalidator).clone();
         match to_leader {
+            None if !matches!(self.role(), Role::Leader | Role::Standalone) => Validity::Unknown,
             None => {
                 let now = self.now_ms();
-                self.sessions().touch(session, timeout_ms, now)
+                if self.sessions().touch(session, timeout_ms, now) {
+                    Validity::Valid
+                } else {
+                    Validity::Expired
+                }
             }
             Some(tx) => {
                 let (reply, rx) = tokio::sync::oneshot::channel();
@@ -675,10 +694,14 @@ impl Shared {
                     reply,
                 };
                 if tx.send(ask).await.is_err() {
-                    return false;
+                    return Validity::Unknown;
                 }
                 let wait = std::time::Duration::from_millis(u64::from(timeout_ms).max(1000));
-                matches!(tokio::time::timeout(wait, rx).await, Ok(Ok(true)))
+                match tokio::time::timeout(wait, rx).await {
+                    Ok(Ok(true)) => Validity::Valid,
+                    Ok(Ok(false)) => Validity::Expired,
+                    Ok(Err(_)) | Err(_) => Validity::Unknown,
+                }
             }
         }
     }

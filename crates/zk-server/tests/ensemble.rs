@@ -1,0 +1,743 @@
+//! A real three-node ensemble of `zk-server` processes (node `i` on `127.0.0.i`, ports
+//! picked here, `tickTime` 500 ms) driven by an independent client, the
+//! `zookeeper-client` crate: writes through followers, `sync`, sequential names across
+//! servers, ephemerals and session expiry decided by the leader, clients that move to
+//! another server when theirs dies, a leader killed under a write load, a node that
+//! catches up after a restart, watches fired on a follower, and a client refused by a
+//! server that is behind what it has seen. Every test is bounded in time and kills its
+//! processes when it ends.
+
+mod common;
+mod ensemble_support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use bytes::Bytes;
+use common::raw::{self, Raw};
+use ensemble_support::{Ensemble, client, client_of, eventually, subtree};
+use zk_proto::jute::{Request, SetDataRequest};
+use zookeeper_client as zk;
+
+/// Upper bound of any one test.
+const TEST_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Generous bound for things that happen in the background (expiry, catch-up, failover).
+const BACKGROUND: Duration = Duration::from_secs(20);
+
+fn persistent() -> zk::CreateOptions<'static> {
+    zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all())
+}
+
+fn ephemeral() -> zk::CreateOptions<'static> {
+    zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all())
+}
+
+fn sequential() -> zk::CreateOptions<'static> {
+    zk::CreateMode::PersistentSequential.with_acls(zk::Acls::anyone_all())
+}
+
+/// Runs a test body with the ensemble's logs attached to its error, bounded in time.
+async fn bounded<F>(body: F) -> Result<()>
+where
+    F: std::future::Future<Output = Result<()>>,
+{
+    match tokio::time::timeout(TEST_TIMEOUT, body).await {
+        Ok(r) => r,
+        Err(_) => bail!("test did not finish within {TEST_TIMEOUT:?}"),
+    }
+}
+
+fn followers(ens: &Ensemble, leader: u32) -> (u32, u32) {
+    let f = ens.others(leader);
+    (f[0], f[1])
+}
+
+// -- sync and reads across servers ------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_through_a_follower_is_read_on_another_server_after_sync() -> Result<()> {
+    let (ens, leader) = Ensemble::start_three()?;
+    let (f1, f2) = followers(&ens, leader);
+    let r = bounded(async {
+        let w = client_of(&ens, f1).await?;
+        let r2 = client_of(&ens, f2).await?;
+        let rl = client_of(&ens, leader).await?;
+        w.create("/sync", b"", &persistent()).await?;
+        // One write through the follower, then a sync and a read on the other follower
+        // and on the leader.
+        w.create("/sync/a", b"one", &persistent()).await?;
+        for (name, reader) in [("follower", &r2), ("leader", &rl)] {
+            reader.sync("/sync/a").await?;
+            let (data, _) = reader
+                .get_data("/sync/a")
+                .await
+                .with_context(|| format!("read on the {name}"))?;
+            ensure!(data == b"one", "the {name} read {data:?}");
+        }
+        // Many writes acknowledged through both followers and the leader: after one sync
+        // every server returns every one of them.
+        let mut acked = BTreeMap::new();
+        for i in 0..30u32 {
+            let (c, via) = match i % 3 {
+                0 => (&w, f1),
+                1 => (&r2, f2),
+                _ => (&rl, leader),
+            };
+            let path = format!("/sync/n{i:03}");
+            let value = format!("v{i}-via-{via}").into_bytes();
+            c.create(&path, &value, &persistent()).await?;
+            c.set_data("/sync/a", &value, None).await?;
+            acked.insert(path, value);
+        }
+        let last = acked.values().last().cloned().unwrap_or_default();
+        for (id, reader) in [(f1, &w), (f2, &r2), (leader, &rl)] {
+            reader.sync("/sync").await?;
+            for (path, value) in &acked {
+                let (data, _) = reader
+                    .get_data(path)
+                    .await
+                    .with_context(|| format!("{path} on node {id}"))?;
+                ensure!(&data == value, "{path} on node {id}: {data:?}");
+            }
+            let (data, _) = reader.get_data("/sync/a").await?;
+            ensure!(data == last, "/sync/a on node {id}: {data:?}");
+        }
+        Ok(())
+    })
+    .await;
+    r.map_err(|e| e.context(ens.logs()))
+}
+
+// -- sequential names -------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sequential_creates_through_different_servers_get_distinct_increasing_names() -> Result<()>
+{
+    let (ens, _leader) = Ensemble::start_three()?;
+    let r = bounded(async {
+        let mut clients = Vec::new();
+        for id in ens.ids() {
+            clients.push((id, client_of(&ens, id).await?));
+        }
+        clients[0].1.create("/seq", b"", &persistent()).await?;
+        // In turn: each create is acknowledged before the next one, through another
+        // server; the names count up by one.
+        let mut names = Vec::new();
+        for i in 0..12usize {
+            let (_, c) = &clients[i % clients.len()];
+            let (_, seq) = c.create("/seq/turn-", b"", &sequential()).await?;
+            names.push(seq.into_i64());
+        }
+        ensure!(
+            names == (0..12).collect::<Vec<i64>>(),
+            "names created in turn: {names:?}"
+        );
+        // At once: three clients (one per server) create concurrently; every client's
+        // names increase and no name is given twice.
+        const PER_CLIENT: i64 = 40;
+        let mut tasks = Vec::new();
+        for (id, c) in &clients {
+            let c = c.clone();
+            let id = *id;
+            tasks.push(tokio::spawn(async move {
+                let mut mine = Vec::new();
+                for _ in 0..PER_CLIENT {
+                    let (_, seq) = c.create("/seq/par-", b"", &sequential()).await?;
+                    mine.push(seq.into_i64());
+                }
+                anyhow::Ok((id, mine))
+            }));
+        }
+        let mut all = BTreeSet::new();
+        for t in tasks {
+            let (id, mine) = t.await??;
+            ensure!(
+                mine.windows(2).all(|w| w[0] < w[1]),
+                "names of the client on node {id} do not increase: {mine:?}"
+            );
+            for n in mine {
+                ensure!(all.insert(n), "name {n} given twice");
+            }
+        }
+        let expected: BTreeSet<i64> = (12..12 + 3 * PER_CLIENT).collect();
+        ensure!(all == expected, "names given: {all:?}");
+        // Every server lists the same children under /seq.
+        let mut lists = Vec::new();
+        for (id, c) in &clients {
+            c.sync("/seq").await?;
+            let mut children = c.list_children("/seq").await?;
+            children.sort();
+            lists.push((*id, children));
+        }
+        ensure!(lists[0].1.len() == 12 + 3 * PER_CLIENT as usize);
+        for (id, l) in &lists[1..] {
+            ensure!(
+                *l == lists[0].1,
+                "node {id} lists other children under /seq"
+            );
+        }
+        Ok(())
+    })
+    .await;
+    r.map_err(|e| e.context(ens.logs()))
+}
+
+// -- ephemerals and sessions ------------------------------------------------------------
+
+/// Waits (bounded) for the one event of `watcher`.
+async fn event(watcher: zk::OneshotWatcher) -> Result<zk::WatchedEvent> {
+    tokio::time::timeout(BACKGROUND, watcher.changed())
+        .await
+        .context("no watch event")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ephemeral_created_through_a_follower_goes_when_its_session_closes() -> Result<()> {
+    let (ens, leader) = Ensemble::start_three()?;
+    let (f1, f2) = followers(&ens, leader);
+    let r = bounded(async {
+        let owner = client_of(&ens, f1).await?;
+        let other = client_of(&ens, f2).await?;
+        owner.create("/eph", b"", &persistent()).await?;
+        let (stat, _) = owner.create("/eph/closed", b"x", &ephemeral()).await?;
+        ensure!(stat.ephemeral_owner == owner.session_id().0);
+        other.sync("/eph").await?;
+        let (seen, watcher) = other.check_and_watch_stat("/eph/closed").await?;
+        let seen = seen.context("the other follower does not see the ephemeral")?;
+        ensure!(seen.ephemeral_owner == owner.session_id().0);
+        // Dropping the last handle of a client closes its session.
+        drop(owner);
+        let ev = event(watcher).await?;
+        ensure!(
+            ev.event_type == zk::EventType::NodeDeleted && ev.path == "/eph/closed",
+            "{ev:?}"
+        );
+        let on_leader = client_of(&ens, leader).await?;
+        on_leader.sync("/eph").await?;
+        ensure!(on_leader.check_stat("/eph/closed").await?.is_none());
+        Ok(())
+    })
+    .await;
+    r.map_err(|e| e.context(ens.logs()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ephemeral_created_through_a_follower_goes_when_the_leader_expires_its_session()
+-> Result<()> {
+    let (ens, leader) = Ensemble::start_three()?;
+    let (f1, f2) = followers(&ens, leader);
+    let r = bounded(async {
+        // A raw client on a follower, with the shortest session (2 ticks = 1 s).
+        let mut owner = Raw::connect(ens.client_addr(f1), 1000).await?;
+        ensure!(owner.timeout_ms == 1000, "timeout {}", owner.timeout_ms);
+        let created = owner.create("/expiring", Some(b"x"), 1).await?;
+        let (_, stat) = created.map_err(|e| anyhow::anyhow!("create failed: {e}"))?;
+        ensure!(stat.ephemeral_owner == owner.session_id);
+        let other = client_of(&ens, f2).await?;
+        // While it pings its follower (which reports to the leader), the session lives
+        // on well past its timeout.
+        let until = Instant::now() + Duration::from_millis(3000);
+        while Instant::now() < until {
+            owner.ping().await?;
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        other.sync("/expiring").await?;
+        let (stat, watcher) = other.check_and_watch_stat("/expiring").await?;
+        let stat = stat.context("the ephemeral of a pinging session is gone")?;
+        ensure!(stat.ephemeral_owner == owner.session_id);
+        // Silence: the leader expires the session, the ephemeral goes everywhere, and the
+        // follower closes the owner's connection.
+        let silent_since = Instant::now();
+        let ev = event(watcher).await?;
+        ensure!(
+            ev.event_type == zk::EventType::NodeDeleted && ev.path == "/expiring",
+            "{ev:?}"
+        );
+        eprintln!(
+            "ephemeral of a silent 1 s session deleted {:?} after its last ping",
+            silent_since.elapsed()
+        );
+        ensure!(
+            raw::closed_by_server(owner.stream()).await?,
+            "the follower kept the expired session's connection open"
+        );
+        // The session is gone for good: resuming it on another server is refused.
+        let req = raw::connect_request(1000, owner.session_id, owner.passwd.clone(), 0);
+        let (_, resp) = raw::handshake(ens.client_addr(leader), &req).await?;
+        let resp = resp.context("no answer to the handshake")?;
+        ensure!(resp.session_id == 0 && resp.timeout_ms == 0, "{resp:?}");
+        Ok(())
+    })
+    .await;
+    r.map_err(|e| e.context(ens.logs()))
+}
+
+// -- a client whose server dies ---------------------------------------------------------
+
+/// Waits (bounded) until `c` is connected again after a `Disconnected`.
+async fn reconnected(c: &zk::Client) -> Result<()> {
+    let mut states = c.state_watcher();
+    let wait = async {
+        loop {
+            match states.state() {
+                zk::SessionState::SyncConnected => return Ok(()),
+                zk::SessionState::Disconnected => {}
+                other => bail!("session state {other}"),
+            }
+            states.changed().await;
+        }
+    };
+    tokio::time::timeout(BACKGROUND, wait)
+        .await
+        .context("the client did not reconnect")?
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_of_a_killed_follower_moves_to_another_server_with_its_session() -> Result<()> {
+    let (mut ens, leader) = Ensemble::start_three()?;
+    let (f1, f2) = followers(&ens, leader);
+    let r = bounded(async {
+        // The client knows only the two followers, so it lands on one of them.
+        let c = client(&ens.connect_string(&[f1, f2]), Duration::from_secs(6)).await?;
+        let session = c.session_id().0;
+        c.create("/moving", b"", &persistent()).await?;
+        c.create("/moving/eph", b"mine", &ephemeral()).await?;
+        let (_, watcher) = c.check_and_watch_stat("/moving/watched").await?;
+        let first = ens
+            .server_of(session)
+            .context("no server lists the session")?;
+        ensure!(first == f1 || first == f2, "the session is on node {first}");
+        let mut states = c.state_watcher();
+        ens.kill9(first)?;
+        // The client sees the connection go, then reconnects to the other follower.
+        let lost = tokio::time::timeout(BACKGROUND, states.changed())
+            .await
+            .context("no state change after the kill")?;
+        ensure!(lost == zk::SessionState::Disconnected, "state {lost}");
+        reconnected(&c).await?;
+        ensure!(c.session_id().0 == session);
+        let now_on = ens
+            .server_of(session)
+            .context("no server lists the session")?;
+        let expected = if first == f1 { f2 } else { f1 };
+        ensure!(now_on == expected, "the session moved to node {now_on}");
+        // Its ephemeral is intact, seen from every live server; it still writes; the watch
+        // it set before the move fires.
+        let (data, stat) = c.get_data("/moving/eph").await?;
+        ensure!(data == b"mine" && stat.ephemeral_owner == session);
+        let on_leader = client_of(&ens, leader).await?;
+        on_leader.sync("/moving").await?;
+        let stat = on_leader.check_stat("/moving/eph").await?;
+        ensure!(stat.is_some_and(|s| s.ephemeral_owner == session));
+        on_leader
+            .create("/moving/watched", b"", &persistent())
+            .await?;
+        let ev = event(watcher).await?;
+        ensure!(
+            ev.event_type == zk::EventType::NodeCreated && ev.path == "/moving/watched",
+            "{ev:?}"
+        );
+        c.set_data("/moving", b"after", None).await?;
+        // And it lives on past its timeout (pings now go to the other follower).
+        tokio::time::sleep(Duration::from_secs(7)).await;
+        on_leader.sync("/moving").await?;
+        ensure!(on_leader.check_stat("/moving/eph").await?.is_some());
+        Ok(())
+    })
+    .await;
+    r.map_err(|e| e.context(ens.logs()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_on_a_killed_leader_is_resumed_on_a_follower_with_its_ephemerals() -> Result<()> {
+    let (mut ens, leader) = Ensemble::start_three()?;
+    let (f1, f2) = followers(&ens, leader);
+    let r = bounded(async {
+        // A detached client on the leader alone: dropping it does not close the session.
+        let c = zk::Client::connector()
+            .with_detached()
+            .with_connection_timeout(Duration::from_secs(3))
+            .with_session_timeout(Duration::from_secs(8))
+            .connect(&ens.connect_string(&[leader]))
+            .await?;
+        let session = c.session().clone();
+        c.create("/resumed", b"", &persistent()).await?;
+        c.create("/resumed/eph", b"kept", &ephemeral()).await?;
+        ens.kill9(leader)?;
+        drop(c);
+        let new_leader = ens.wait_for_leader(BACKGROUND)?;
+        ensure!(new_leader == f1 || new_leader == f2);
+        // The same session, resumed on the followers' side of the ensemble.
+        let c = zk::Client::connector()
+            .with_session(session.clone())
+            .with_connection_timeout(Duration::from_secs(3))
+            .with_session_timeout(Duration::from_secs(8))
+            .connect(&ens.connect_string(&[f1, f2]))
+            .await
+            .context("resuming the session")?;
+        ensure!(c.session_id() == session.id());
+        let (data, stat) = c.get_data("/resumed/eph").await?;
+        ensure!(data == b"kept" && stat.ephemeral_owner == session.id().0);
+        c.set_data("/resumed", b"after", None).await?;
+        // Closing it now removes the ephemeral everywhere.
+        drop(c);
+        let other = client_of(&ens, new_leader).await?;
+        eventually(BACKGROUND, "the ephemeral goes after the close", || async {
+            other.sync("/resumed").await?;
+            Ok(other.check_stat("/resumed/eph").await?.is_none())
+        })
+        .await?;
+        Ok(())
+    })
+    .await;
+    r.map_err(|e| e.context(ens.logs()))
+}
+
+// -- the leader killed under a write load ------------------------------------------------
+
+/// One acknowledged write: path, value, when it was sent, when it was acknowledged.
+type Acked = (String, Vec<u8>, Instant, Instant);
+
+/// What one writer saw.
+struct WriterLog {
+    acked: Vec<Acked>,
+    failed: usize,
+}
+
+/// Creates `/load/w{writer}-{n}` one after another until `stop` turns true; each create
+/// is bounded, and a failed or unanswered one is just not acknowledged.
+async fn writer(
+    c: zk::Client,
+    writer: usize,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<WriterLog> {
+    let mut log = WriterLog {
+        acked: Vec::new(),
+        failed: 0,
+    };
+    for n in 0..1_000_000u32 {
+        if *stop.borrow() {
+            break;
+        }
+        let path = format!("/load/w{writer}-{n:06}");
+        let value = format!("value {writer}/{n}").into_bytes();
+        let sent = Instant::now();
+        match tokio::time::timeout(
+            Duration::from_secs(5),
+            c.create(&path, &value, &persistent()),
+        )
+        .await
+        {
+            Ok(Ok(_)) => log.acked.push((path, value, sent, Instant::now())),
+            Ok(Err(zk::Error::SessionExpired)) => bail!("writer {writer}: session expired"),
+            Ok(Err(_)) | Err(_) => {
+                log.failed += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    Ok(log)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_killed_under_a_write_load_loses_no_acknowledged_write() -> Result<()> {
+    let (mut ens, old_leader) = Ensemble::start_three()?;
+    let r = bounded(async {
+        let setup = client_of(&ens, old_leader).await?;
+        setup.create("/load", b"", &persistent()).await?;
+        drop(setup);
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut tasks = Vec::new();
+        for w in 0..3 {
+            let c = client(&ens.connect_string_all(), Duration::from_secs(8)).await?;
+            tasks.push(tokio::spawn(writer(c, w, stop_rx.clone())));
+        }
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let killed_at = Instant::now();
+        ens.kill9(old_leader)?;
+        let new_leader = ens.wait_for_leader(BACKGROUND)?;
+        ensure!(new_leader != old_leader);
+        let elected_after = killed_at.elapsed();
+        // Let the writers go on for a while under the new leader.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let _ = stop_tx.send(true);
+        let mut acked = Vec::new();
+        let mut failed = 0;
+        for t in tasks {
+            let log = t.await??;
+            failed += log.failed;
+            acked.extend(log.acked);
+        }
+        let before = acked.iter().filter(|(_, _, _, at)| *at < killed_at).count();
+        // The first write sent after the kill that was acknowledged, and when.
+        let first_after = acked
+            .iter()
+            .filter(|(_, _, sent, _)| *sent >= killed_at)
+            .map(|(_, _, _, at)| at.duration_since(killed_at))
+            .min();
+        eprintln!(
+            "leader {old_leader} killed: node {new_leader} leads after {elected_after:?}; \
+             first write sent after the kill acknowledged {first_after:?} after it; \
+             acknowledged {before} before and {} after the kill, {failed} failed or \
+             unanswered",
+            acked.len() - before
+        );
+        ensure!(before > 0, "no write acknowledged before the kill");
+        ensure!(
+            first_after.is_some(),
+            "no write acknowledged after the kill"
+        );
+        // The old leader comes back as a follower; every acknowledged write is on every
+        // node, with its value.
+        ens.restart(old_leader)?;
+        ens.wait_following(old_leader, BACKGROUND)?;
+        for id in ens.ids() {
+            let c = client_of(&ens, id).await?;
+            let tree = subtree(&c, "/load").await?;
+            for (path, value, _, _) in &acked {
+                match tree.get(path) {
+                    Some(v) if v == value => {}
+                    Some(v) => bail!("{path} on node {id} holds {v:?}"),
+                    None => bail!("acknowledged {path} is missing on node {id}"),
+                }
+            }
+        }
+        Ok(())
+    })
+    .await;
+    r.map_err(|e| e.context(ens.logs()))
+}
+
+// -- a node that was down catches up -----------------------------------------------------
+
+/// Waits until every node reports the same zxid, then checks that every node holds the
+/// same `/catchup` subtree; returns that zxid.
+async fn converged(ens: &Ensemble, what: &str) -> Result<i64> {
+    let ids = ens.ids();
+    let mut zxids = Vec::new();
+    eventually(BACKGROUND, &format!("{what}: equal zxids"), || {
+        zxids = ids
+            .iter()
+            .map(|id| ens.srvr(*id).map(|s| s.zxid))
+            .collect::<Result<Vec<_>>>()
+            .unwrap_or_default();
+        let same = zxids.len() == ids.len() && zxids.windows(2).all(|w| w[0] == w[1]);
+        async move { Ok(same) }
+    })
+    .await
+    .with_context(|| format!("zxids {zxids:x?}"))?;
+    let mut trees = Vec::new();
+    for id in &ids {
+        let c = client_of(ens, *id).await?;
+        trees.push((*id, subtree(&c, "/catchup").await?));
+    }
+    for (id, t) in &trees[1..] {
+        if *t != trees[0].1 {
+            let a: BTreeSet<_> = trees[0].1.iter().collect();
+            let b: BTreeSet<_> = t.iter().collect();
+            let only_a: Vec<_> = a.difference(&b).take(5).collect();
+            let only_b: Vec<_> = b.difference(&a).take(5).collect();
+            bail!(
+                "{what}: node {id}'s /catchup differs from node {}'s: only there {only_a:?}, \
+                 only here {only_b:?}",
+                trees[0].0
+            );
+        }
+    }
+    // The srvr zxids do not move: nothing else writes (the reads above made sessions,
+    // which are txns too, so look again).
+    let after: Vec<i64> = ids
+        .iter()
+        .map(|id| ens.srvr(*id).map(|s| s.zxid))
+        .collect::<Result<_>>()?;
+    ensure!(after.iter().all(|z| *z >= zxids[0]));
+    Ok(zxids[0])
+}
+
+/// `count` writes under `/catchup`, pipelined through `c`: creates, updates of the
+/// nodes made, and deletes of every third.
+async fn write_batch(c: &zk::Client, tag: &str, count: usize) -> Result<()> {
+    let paths: Vec<String> = (0..count)
+        .map(|i| format!("/catchup/{tag}-{i:05}"))
+        .collect();
+    let options = persistent();
+    let pending: Vec<_> = paths
+        .iter()
+        .map(|p| c.create(p, tag.as_bytes(), &options))
+        .collect();
+    for r in futures::future::join_all(pending).await {
+        r?;
+    }
+    let mut updates = Vec::new();
+    for i in (0..count).step_by(2) {
+        let path = format!("/catchup/{tag}-{i:05}");
+        let value = format!("{tag} updated {i}").into_bytes();
+        updates.push(async move { c.set_data(&path, &value, None).await });
+    }
+    for r in futures::future::join_all(updates).await {
+        r?;
+    }
+    let mut deletes = Vec::new();
+    for i in (0..count).step_by(3) {
+        let path = format!("/catchup/{tag}-{i:05}");
+        deletes.push(async move { c.delete(&path, None).await });
+    }
+    for r in futures::future::join_all(deletes).await {
+        r?;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopped_node_catches_up_after_a_restart() -> Result<()> {
+    let (mut ens, leader) = Ensemble::start_three()?;
+    let (f1, f2) = followers(&ens, leader);
+    let r = bounded(async {
+        let c = client(&ens.connect_string(&[leader, f2]), Duration::from_secs(8)).await?;
+        c.create("/catchup", b"", &persistent()).await?;
+        write_batch(&c, "base", 20).await?;
+        // A follower killed, a few writes, back: it gets what it missed.
+        ens.kill9(f1)?;
+        write_batch(&c, "few", 30).await?;
+        ens.restart(f1)?;
+        ens.wait_following(f1, BACKGROUND)?;
+        converged(&ens, "after a few writes").await?;
+        // Stopped cleanly, many more writes than the leader keeps in memory, back.
+        ens.stop(f1, Duration::from_secs(10))?;
+        write_batch(&c, "many", 400).await?;
+        ens.restart(f1)?;
+        ens.wait_following(f1, BACKGROUND)?;
+        converged(&ens, "after many writes").await?;
+        drop(c);
+        // The leader killed, writes under the new one, the old leader back as a follower.
+        ens.kill9(leader)?;
+        let new_leader = ens.wait_for_leader(BACKGROUND)?;
+        let c = client_of(&ens, new_leader).await?;
+        write_batch(&c, "newepoch", 30).await?;
+        ens.restart(leader)?;
+        ens.wait_following(leader, BACKGROUND)?;
+        converged(&ens, "after a leader change").await?;
+        Ok(())
+    })
+    .await;
+    r.map_err(|e| e.context(ens.logs()))
+}
+
+// -- watches across servers --------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watches_set_on_a_follower_fire_for_writes_through_other_servers() -> Result<()> {
+    let (ens, leader) = Ensemble::start_three()?;
+    let (f1, f2) = followers(&ens, leader);
+    let r = bounded(async {
+        let watcher = client_of(&ens, f1).await?;
+        let via_follower = client_of(&ens, f2).await?;
+        let via_leader = client_of(&ens, leader).await?;
+        via_leader.create("/w", b"", &persistent()).await?;
+        via_leader.create("/w/data", b"0", &persistent()).await?;
+        watcher.sync("/w").await?;
+        let (_, _, data_w) = watcher.get_and_watch_data("/w/data").await?;
+        let (_, child_w) = watcher.list_and_watch_children("/w").await?;
+        let (none, exists_w) = watcher.check_and_watch_stat("/w/new").await?;
+        ensure!(none.is_none());
+        let mut recursive = watcher
+            .watch("/w", zk::AddWatchMode::PersistentRecursive)
+            .await?;
+        // Writes through the other follower and through the leader.
+        via_follower.set_data("/w/data", b"1", None).await?;
+        via_leader.create("/w/new", b"", &persistent()).await?;
+        let ev = event(data_w).await?;
+        ensure!(
+            ev.event_type == zk::EventType::NodeDataChanged && ev.path == "/w/data",
+            "{ev:?}"
+        );
+        let ev = event(child_w).await?;
+        ensure!(
+            ev.event_type == zk::EventType::NodeChildrenChanged && ev.path == "/w",
+            "{ev:?}"
+        );
+        let ev = event(exists_w).await?;
+        ensure!(
+            ev.event_type == zk::EventType::NodeCreated && ev.path == "/w/new",
+            "{ev:?}"
+        );
+        let mut seen = Vec::new();
+        for _ in 0..2 {
+            let ev = tokio::time::timeout(BACKGROUND, recursive.changed())
+                .await
+                .context("no recursive watch event")?;
+            seen.push((ev.event_type, ev.path));
+        }
+        ensure!(
+            seen == [
+                (zk::EventType::NodeDataChanged, "/w/data".to_owned()),
+                (zk::EventType::NodeCreated, "/w/new".to_owned()),
+            ],
+            "recursive watch events {seen:?}"
+        );
+        // The data the event announced is there when the watcher reads it.
+        let (data, _) = watcher.get_data("/w/data").await?;
+        ensure!(data == b"1");
+        Ok(())
+    })
+    .await;
+    r.map_err(|e| e.context(ens.logs()))
+}
+
+// -- a client ahead of its server ---------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_behind_what_the_client_has_seen_refuses_the_connection() -> Result<()> {
+    let (ens, leader) = Ensemble::start_three()?;
+    let (f1, _) = followers(&ens, leader);
+    let r = bounded(async {
+        // A session on the leader that has seen the zxid of its own write.
+        let mut c = Raw::connect(ens.client_addr(leader), 4000).await?;
+        let stat = c
+            .call(Request::SetData(SetDataRequest {
+                path: "/".into(),
+                data: Some(Bytes::from_static(b"seen")),
+                version: -1,
+            }))
+            .await?;
+        ensure!(stat.header.err == 0, "{:?}", stat.header);
+        let seen = c.last_zxid;
+        ensure!(seen > 0);
+        let follower_zxid = ens.srvr(f1)?.zxid;
+        // A follower that is behind that zxid refuses the session: it closes the
+        // connection without an answer, and the client must try another server. A
+        // serving follower is behind only for the moment a commit takes to reach it, so
+        // the client here claims a zxid past everything the ensemble has written.
+        let ahead = seen.max(follower_zxid) + 1000;
+        let req = raw::connect_request(4000, c.session_id, c.passwd.clone(), ahead);
+        let (mut stream, resp) = raw::handshake(ens.client_addr(f1), &req).await?;
+        ensure!(
+            resp.is_none(),
+            "a server behind the client answered {resp:?}"
+        );
+        ensure!(raw::closed_by_server(&mut stream).await?);
+        // A new session that claims to have seen the future is refused the same way.
+        let req = raw::connect_request(4000, 0, Bytes::from_static(&[0; 16]), ahead);
+        let (_, resp) = raw::handshake(ens.client_addr(f1), &req).await?;
+        ensure!(resp.is_none(), "answered {resp:?}");
+        // The session is intact: with the zxid it really saw it moves to the follower,
+        // whose tree has that zxid once it answers.
+        let mut moved = Raw::resume(
+            ens.client_addr(f1),
+            4000,
+            c.session_id,
+            c.passwd.clone(),
+            seen,
+        )
+        .await?;
+        ensure!(moved.session_id == c.session_id);
+        let got = moved.get_data("/", false).await?;
+        let (data, _) = got.map_err(|e| anyhow::anyhow!("getData failed: {e}"))?;
+        ensure!(data.as_deref() == Some(&b"seen"[..]), "{data:?}");
+        Ok(())
+    })
+    .await;
+    r.map_err(|e| e.context(ens.logs()))
+}
