@@ -2620,3 +2620,127 @@ async fn persistent_watch_is_a_data_and_a_child_watch() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn parent_stat_after_session_close_and_multi_events() -> Result<()> {
+    let server = ZkServer::start()?;
+    let mut c = Raw::connect(server.socket_addr(), 10_000).await?;
+    let mut w = Raw::connect(server.socket_addr(), 10_000).await?;
+    c.create("/p", None, PERSISTENT)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    c.create("/p/keep", None, PERSISTENT)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    let mut e = Raw::connect(server.socket_addr(), 10_000).await?;
+    e.create("/p/e1", None, EPHEMERAL)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    e.create("/p/e2", None, EPHEMERAL_SEQUENTIAL)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    let before = c.exists("/p", false).await?.map_err(anyhow::Error::msg)?;
+    let r = w
+        .call(Request::GetChildren(GetChildrenRequest {
+            path: "/p".into(),
+            watch: true,
+        }))
+        .await?;
+    assert_eq!(r.header.err, 0);
+    assert!(w.exists("/p/e1", true).await?.is_ok());
+    assert_eq!(e.close().await?, 0);
+    let after = c.exists("/p", false).await?.map_err(anyhow::Error::msg)?;
+    let close_zxid = c.last_zxid;
+    assert_eq!((before.cversion, before.num_children), (3, 3));
+    assert_eq!(
+        (after.cversion, after.num_children, after.pzxid),
+        (5, 1, close_zxid)
+    );
+    // Which ephemeral goes first is the order of a Java HashSet; both events come.
+    w.ping().await?;
+    let mut got: Vec<_> = w
+        .events
+        .drain(..)
+        .map(|(_, e)| (e.event_type, e.path))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            (EventType::NodeDeleted.code(), "/p/e1".to_owned()),
+            (EventType::NodeChildrenChanged.code(), "/p".to_owned()),
+        ]
+    );
+    // One delete: the node's NodeDeleted comes before its parent's NodeChildrenChanged.
+    c.create("/p/d", None, PERSISTENT)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    let r = w
+        .call(Request::GetChildren(GetChildrenRequest {
+            path: "/p".into(),
+            watch: true,
+        }))
+        .await?;
+    assert_eq!(r.header.err, 0);
+    assert!(w.exists("/p/d", true).await?.is_ok());
+    assert_eq!(c.delete("/p/d", -1).await?, 0);
+    w.ping().await?;
+    let got: Vec<_> = w
+        .events
+        .drain(..)
+        .map(|(_, e)| (e.event_type, e.path))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (EventType::NodeDeleted.code(), "/p/d".to_owned()),
+            (EventType::NodeChildrenChanged.code(), "/p".to_owned()),
+        ]
+    );
+
+    // A multi fires its members' events in order, each watch once.
+    c.create("/p/a", None, PERSISTENT)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    assert!(w.get_data("/p/a", true).await?.is_ok());
+    assert!(w.get_data("/p/keep", true).await?.is_ok());
+    let r = w
+        .call(Request::GetChildren(GetChildrenRequest {
+            path: "/p".into(),
+            watch: true,
+        }))
+        .await?;
+    assert_eq!(r.header.err, 0);
+    assert_eq!(w.exists("/p/b", true).await?.map(|_| ()), Err(NO_NODE));
+    let r = c
+        .call(Request::Multi(vec![
+            MultiOp::SetData(SetDataRequest {
+                path: "/p/a".into(),
+                data: None,
+                version: -1,
+            }),
+            create_op("/p/b"),
+            MultiOp::Delete(DeleteRequest {
+                path: "/p/keep".into(),
+                version: -1,
+            }),
+        ]))
+        .await?;
+    assert_eq!(r.header.err, 0);
+    w.ping().await?;
+    let got: Vec<_> = w
+        .events
+        .drain(..)
+        .map(|(_, e)| (e.event_type, e.path))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (EventType::NodeDataChanged.code(), "/p/a".to_owned()),
+            (EventType::NodeCreated.code(), "/p/b".to_owned()),
+            (EventType::NodeChildrenChanged.code(), "/p".to_owned()),
+            (EventType::NodeDeleted.code(), "/p/keep".to_owned()),
+        ]
+    );
+    Ok(())
+}
