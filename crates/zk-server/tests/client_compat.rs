@@ -2744,3 +2744,79 @@ async fn parent_stat_after_session_close_and_multi_events() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn old_client_handshake_and_set_watches2() -> Result<()> {
+    let server = ZkServer::start()?;
+    // A handshake without the read-only byte (clients before 3.4) gets none back.
+    let mut req = raw::connect_request(10_000, 0, Bytes::from_static(&[0; 16]), 0);
+    req.read_only = None;
+    let (_s, resp) = raw::handshake(server.socket_addr(), &req).await?;
+    let resp = resp.context("no answer to an old client's handshake")?;
+    assert!(resp.session_id != 0);
+    assert_eq!(resp.read_only, None);
+    let req = raw::connect_request(10_000, 0, Bytes::from_static(&[0; 16]), 0);
+    let (_s, resp) = raw::handshake(server.socket_addr(), &req).await?;
+    assert_eq!(resp.context("no answer")?.read_only, Some(false));
+
+    // setWatches2: persistent watches come back without firing for missed changes.
+    let mut writer = Raw::connect(server.socket_addr(), 10_000).await?;
+    writer
+        .create("/pw", None, PERSISTENT)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    writer
+        .create("/rw", None, PERSISTENT)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    let seen = writer.last_zxid;
+    writer
+        .set_data("/pw", Some(b"1"), -1)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    writer
+        .create("/rw/c", None, PERSISTENT)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    let mut c = Raw::connect(server.socket_addr(), 10_000).await?;
+    let r = c
+        .call(Request::SetWatches2(zk_proto::jute::SetWatches2 {
+            relative_zxid: seen,
+            data_watches: vec![],
+            exist_watches: vec![],
+            child_watches: vec![],
+            persistent_watches: vec!["/pw".into()],
+            persistent_recursive_watches: vec!["/rw".into()],
+        }))
+        .await?;
+    assert_eq!((r.header.xid, r.header.err), (-8, 0));
+    assert!(c.events.is_empty(), "{:?}", c.events);
+    writer
+        .set_data("/pw", Some(b"2"), -1)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    writer
+        .set_data("/rw/c", Some(b"2"), -1)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    writer
+        .set_data("/pw", Some(b"3"), -1)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    c.ping().await?;
+    let got: Vec<_> = c
+        .events
+        .drain(..)
+        .map(|(_, e)| (e.event_type, e.path))
+        .collect();
+    let changed = EventType::NodeDataChanged.code();
+    assert_eq!(
+        got,
+        [
+            (changed, "/pw".to_owned()),
+            (changed, "/rw/c".to_owned()),
+            (changed, "/pw".to_owned())
+        ]
+    );
+    Ok(())
+}
