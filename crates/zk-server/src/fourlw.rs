@@ -634,12 +634,14 @@ fn dump_text(shared: &Shared) -> String {
     out
 }
 
-/// `(last processed zxid, digest of the tree)`. ZooKeeper keeps a digest every 128 txns;
-/// this is the digest of the whole tree now (`DataTree::digest`), which is not
-/// comparable with Apache ZooKeeper's.
+/// How long a computed tree digest is answered again (`hash` walks the whole tree).
+pub const DIGEST_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// `(zxid, digest of the tree at that zxid)`. ZooKeeper keeps a digest every 128 txns;
+/// this is the digest of the whole tree (`DataTree::digest`, not comparable with Apache
+/// ZooKeeper's), computed at most once per [`DIGEST_MAX_AGE`].
 pub fn digest(shared: &Shared) -> (Zxid, u64) {
-    let tree = shared.tree();
-    (tree.last_processed_zxid(), tree.digest())
+    shared.tree_digest(DIGEST_MAX_AGE)
 }
 
 fn open_fds() -> Option<usize> {

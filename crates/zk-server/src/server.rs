@@ -416,6 +416,8 @@ pub struct Shared {
     conns: Mutex<HashMap<i64, ConnHandle>>,
     /// Every open client connection (with a session or not), for `cons` and `stat`.
     clients: Mutex<HashMap<ConnId, Arc<ConnStats>>>,
+    /// The last tree digest computed for `hash`: when, at which zxid, the digest.
+    digest_cache: Mutex<Option<(Instant, Zxid, u64)>>,
     role: watch::Sender<Role>,
     next_conn_id: AtomicU64,
     /// Client syncs waiting for the tree to reach a zxid, oldest first.
@@ -489,6 +491,7 @@ impl Shared {
             watches: Mutex::new(WatchManager::new()),
             conns: Mutex::new(HashMap::new()),
             clients: Mutex::new(HashMap::new()),
+            digest_cache: Mutex::new(None),
             role: watch::channel(Role::NotServing).0,
             next_conn_id: AtomicU64::new(1),
             pending_syncs: Mutex::new(VecDeque::new()),
@@ -603,6 +606,24 @@ impl Shared {
         let mut v: Vec<_> = lock(&self.clients).values().cloned().collect();
         v.sort_by_key(|c| c.id);
         v
+    }
+
+    /// `(zxid, digest)` of the tree (`hash`). The digest walks every node under the read
+    /// lock, so one computed less than `max_age` ago is answered again, with the zxid it
+    /// was computed at.
+    pub fn tree_digest(&self, max_age: std::time::Duration) -> (Zxid, u64) {
+        let mut cache = lock(&self.digest_cache);
+        if let Some((at, zxid, digest)) = *cache
+            && at.elapsed() < max_age
+        {
+            return (zxid, digest);
+        }
+        let (zxid, digest) = {
+            let tree = self.tree();
+            (tree.last_processed_zxid(), tree.digest())
+        };
+        *cache = Some((Instant::now(), zxid, digest));
+        (zxid, digest)
     }
 
     /// Zeroes every connection's counters (`crst`).

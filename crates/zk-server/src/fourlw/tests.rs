@@ -430,6 +430,36 @@ fn envi_dirs_hash_isro() {
 }
 
 #[test]
+fn a_recent_tree_digest_is_answered_again_with_its_zxid() {
+    let f = fixture();
+    let hour = std::time::Duration::from_secs(3600);
+    let first = f.shared.tree_digest(hour);
+    assert_eq!(first, (3, f.shared.tree().digest()));
+    f.shared
+        .apply_committed(&[TxnEntry {
+            header: TxnHeader {
+                client_id: SESSION,
+                cxid: 2,
+                zxid: 4,
+                time: 1_700_000_000_000,
+                op: OpCode::Create,
+            },
+            txn: Txn::Create {
+                path: "/b".into(),
+                data: Vec::new(),
+                acl: Acl::open_unsafe(),
+                ephemeral: false,
+                parent_cversion: -1,
+            },
+        }])
+        .expect("apply");
+    assert_eq!(f.shared.tree_digest(hour), first);
+    let fresh = f.shared.tree_digest(std::time::Duration::ZERO);
+    assert_eq!(fresh, (4, f.shared.tree().digest()));
+    assert_ne!(fresh.1, first.1);
+}
+
+#[test]
 fn java_formats() {
     assert_eq!(java_double(0.0), "0.0");
     assert_eq!(java_double(1.0), "1.0");
