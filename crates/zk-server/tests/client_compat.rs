@@ -2820,3 +2820,102 @@ async fn old_client_handshake_and_set_watches2() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order() -> Result<()> {
+    use bytes::BytesMut;
+    use tokio::io::AsyncWriteExt;
+    use zk_proto::data::OpCode;
+    use zk_proto::jute::{ReplyPacket, RequestPacket};
+    let server = ZkServer::start()?;
+    let mut c = Raw::connect(server.socket_addr(), 10_000).await?;
+    c.create("/pipe", None, PERSISTENT)
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    // 300 requests in one write: a create, a read of it, a failing create, ...
+    let mut wire = BytesMut::new();
+    let mut ops = Vec::new();
+    for i in 0..100 {
+        let path = format!("/pipe/n{i}");
+        for request in [
+            Request::Create(CreateRequest {
+                path: path.clone(),
+                data: None,
+                acl: Acl::open_unsafe(),
+                flags: 0,
+            }),
+            Request::GetData(GetDataRequest {
+                path: path.clone(),
+                watch: false,
+            }),
+            Request::Create(CreateRequest {
+                path,
+                data: None,
+                acl: Acl::open_unsafe(),
+                flags: 0,
+            }),
+        ] {
+            let xid = 1000 + ops.len() as i32;
+            ops.push(request.op_code());
+            let packet = RequestPacket::new(xid, request);
+            let mut body = BytesMut::new();
+            packet.encode(&mut body);
+            wire.extend_from_slice(&(body.len() as i32).to_be_bytes());
+            wire.extend_from_slice(&body);
+        }
+    }
+    c.stream().write_all(&wire).await?;
+    let mut got = Vec::new();
+    for _ in 0..ops.len() {
+        let mut frame = raw::read_frame(c.stream())
+            .await?
+            .context("closed mid-pipeline")?;
+        let reply = ReplyPacket::decode(&mut frame, |x| {
+            usize::try_from(x - 1000)
+                .ok()
+                .and_then(|i| ops.get(i))
+                .copied()
+        })?;
+        got.push((reply.header.xid, reply.header.err));
+    }
+    let want: Vec<(i32, i32)> = (0..ops.len())
+        .map(|i| {
+            let err = match ops[i] {
+                OpCode::Create if i % 3 == 2 => NODE_EXISTS,
+                _ => 0,
+            };
+            (1000 + i as i32, err)
+        })
+        .collect();
+    assert_eq!(got, want);
+    Ok(())
+}
+
+#[tokio::test]
+async fn max_client_connections_per_address() -> Result<()> {
+    let server = ZkServer::start_with(&["maxClientCnxns=2"])?;
+    let mut a = Raw::connect(server.socket_addr(), 10_000).await?;
+    let b = Raw::connect(server.socket_addr(), 10_000).await?;
+    // The third connection from 127.0.0.1 is closed without an answer.
+    let req = raw::connect_request(10_000, 0, Bytes::from_static(&[0; 16]), 0);
+    let third = raw::handshake(server.socket_addr(), &req).await;
+    assert!(
+        matches!(&third, Ok((_, None)) | Err(_)),
+        "answered: {:?}",
+        third.map(|(_, r)| r)
+    );
+    assert!(a.exists("/", false).await?.is_ok());
+    // Once one goes, a new one is let in.
+    drop(b);
+    let mut again = None;
+    for _ in 0..100 {
+        if let Ok(c) = Raw::connect(server.socket_addr(), 10_000).await {
+            again = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut again = again.context("no connection accepted after one closed")?;
+    assert!(again.exists("/", false).await?.is_ok());
+    Ok(())
+}
