@@ -16,7 +16,7 @@ use zk_quorum::driver::{
     PendingCommit, Stopped, run_leader, run_learner_with,
 };
 use zk_quorum::transport::{TcpDialer, bind_local};
-use zk_quorum::{Config, Ensemble, ForwardedRequest, Rollback, StateMachine, Txn, Zxid};
+use zk_quorum::{Config, Ensemble, ForwardedRequest, Rollback, StateMachine, Txn, ZabError, Zxid};
 use zk_storage::log::{LogError, LogIter, LogRecord, MemEpochStore, MemTxnLog, TxnLog};
 
 /// ZooKeeper's op code of `sync`.
@@ -903,5 +903,81 @@ async fn an_observer_forwards_writes_and_syncs() -> anyhow::Result<()> {
     assert_eq!(obs_st.machine.txns.len(), 10);
     assert_eq!(obs_st.machine.txns, st1.machine.txns);
     assert_eq!(st2.machine.txns, st1.machine.txns);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_hard_limit_the_flooding_learner_is_dropped() -> anyhow::Result<()> {
+    use zk_quorum::driver::EVENT_HARD_LIMIT;
+    // One proposal in flight that cannot commit (nothing is durable on the followers):
+    // the leader keeps reading learner streams while the server reads no events.
+    let config = Config {
+        max_outstanding: 1,
+        sync_limit: 50,
+        ..Config::default()
+    };
+    let ceiling = Arc::new(AtomicI64::new(i64::MAX));
+    let mut leader = start_leader_with(config.clone(), mem_storage(), 1, 4).await?;
+    let mut f2 = start_learner(
+        2,
+        leader.addr.clone(),
+        config.clone(),
+        gated_storage(&ceiling),
+    );
+    let mut f3 = start_learner(
+        3,
+        leader.addr.clone(),
+        config.clone(),
+        gated_storage(&ceiling),
+    );
+    f2.node.wait_applied(0).await?;
+    f3.node.wait_applied(0).await?;
+    ceiling.store(0, Ordering::SeqCst);
+    let stuck = leader.client.submit(Bytes::from_static(b"stuck")).await?;
+
+    let total = i32::try_from(EVENT_HARD_LIMIT)? + 1000;
+    let client = f2.client.clone();
+    let flood = tokio::spawn(async move {
+        for cxid in 0..total {
+            if client
+                .forward(client_request(2, cxid, OP_CREATE, "f"))
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    // Node 2 is dropped: its run ends, and later forwards are refused.
+    let (why, _) = tokio::time::timeout(WAIT, f2.node.task).await???;
+    assert_eq!(why, Stopped::Looking(ZabError::Disconnected(1)));
+    tokio::time::timeout(WAIT, flood).await??;
+    assert_eq!(
+        f2.client
+            .forward(client_request(2, total, OP_CREATE, "late"))
+            .await,
+        Err(ZabError::NotFollowing)
+    );
+
+    // The server finds every event held before the limit, in order, and no more.
+    let mut received = 0;
+    while let Ok(Some(event)) =
+        tokio::time::timeout(Duration::from_millis(500), leader.events.recv()).await
+    {
+        if let LeaderEvent::Request { from, request } = event {
+            assert_eq!((from, request.cxid), (2, received));
+            received += 1;
+        }
+    }
+    assert_eq!(received, i32::try_from(EVENT_HARD_LIMIT)? + 1);
+    assert!(leader.node.status.borrow().serving);
+
+    // The proposal never committed: stopping the leader leaves its outcome unknown.
+    let _ = leader.node.stop().await?;
+    assert_eq!(
+        tokio::time::timeout(WAIT, stuck).await?,
+        Err(ZabError::NotLeading)
+    );
+    let _ = f3.node.stop().await?;
     Ok(())
 }
