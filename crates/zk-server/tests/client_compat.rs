@@ -2919,3 +2919,39 @@ async fn max_client_connections_per_address() -> Result<()> {
     assert!(again.exists("/", false).await?.is_ok());
     Ok(())
 }
+
+#[tokio::test]
+async fn auth_variants_and_who_am_i() -> Result<()> {
+    let server = ZkServer::start()?;
+    // (scheme, auth, error, whoAmI sorted: ZooKeeper keeps the ids in a hash set)
+    let cases: [(&str, &[u8], i32, &[&str]); 8] = [
+        ("ip", b"10.0.0.1", 0, &["ip=127.0.0.1"]),
+        ("digest", b"alice", 0, &["digest=alice", "ip=127.0.0.1"]),
+        ("digest", b"", 0, &["digest=", "ip=127.0.0.1"]),
+        ("digest", b":pw", 0, &["digest=", "ip=127.0.0.1"]),
+        ("world", b"anyone", AUTH_FAILED, &[]),
+        ("super", b"x", AUTH_FAILED, &[]),
+        ("sasl", b"x", AUTH_FAILED, &[]),
+        ("DIGEST", b"a:b", AUTH_FAILED, &[]),
+    ];
+    for (scheme, auth, want_err, want_who) in cases {
+        let mut c = Raw::connect(server.socket_addr(), 10_000).await?;
+        let err = c.auth(scheme, auth).await?;
+        assert_eq!(err, want_err, "{scheme}");
+        if err != 0 {
+            continue;
+        }
+        let r = c.call(Request::WhoAmI).await?;
+        let Response::WhoAmI(w) = r.body else {
+            anyhow::bail!("whoAmI: {:?}", r.header)
+        };
+        let mut who: Vec<String> = w
+            .client_info
+            .iter()
+            .map(|i| format!("{}={}", i.auth_scheme, i.user))
+            .collect();
+        who.sort();
+        assert_eq!(who, want_who, "{scheme}");
+    }
+    Ok(())
+}
