@@ -44,6 +44,7 @@ pub const COMMANDS: &[&[&str]] = &[
     &["dirs"],
     &["dump"],
     &["environment", "env", "envi"],
+    &["get_trace_mask", "gtmk"],
     &["hash"],
     &["is_read_only", "isro"],
     &["leader", "lead"],
@@ -88,8 +89,11 @@ pub fn run_command(shared: &Shared, name: &str) -> CommandResponse {
     let Some(primary) = primary_name(name) else {
         return error_response(404, name, &format!("Unknown command: {name}"));
     };
-    // As in ZooKeeper, these three answer whether or not the server serves clients.
-    let needs_server = !matches!(primary, "environment" | "monitor" | "zabstate");
+    // As in ZooKeeper, these answer whether or not the server serves clients.
+    let needs_server = !matches!(
+        primary,
+        "environment" | "get_trace_mask" | "monitor" | "zabstate"
+    );
     if needs_server && !shared.role().is_serving() {
         return error_response(200, name, NOT_SERVING);
     }
@@ -117,6 +121,10 @@ pub fn run_command(shared: &Shared, name: &str) -> CommandResponse {
             for (k, v) in fourlw::environment() {
                 m.insert(k.into(), Value::String(v));
             }
+        }
+        // No trace mask exists here: nothing is traced (the `gtmk` word says 0 too).
+        "get_trace_mask" => {
+            m.insert("tracemask".into(), json!(0));
         }
         "hash" => {
             let (zxid, digest) = fourlw::digest(shared);

@@ -64,10 +64,11 @@ fn commands_that_need_a_serving_server_say_so() {
     let r = run_command(&f.shared, "srvr");
     assert_eq!(r.body["error"], NOT_SERVING);
     assert_eq!(r.body["command"], "srvr");
-    // environment, monitor and zabstate answer anyway.
+    // environment, get_trace_mask, monitor and zabstate answer anyway.
     assert_eq!(ok(&f.shared, "mntr")["server_state"], "not serving");
     ok(&f.shared, "envi");
     ok(&f.shared, "zabstate");
+    assert_eq!(ok(&f.shared, "gtmk")["tracemask"], 0);
 }
 
 #[test]
