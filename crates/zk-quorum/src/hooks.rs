@@ -1,5 +1,5 @@
 //! The server's side of the driver: what a ZooKeeper server sends into a running
-//! [`crate::driver::run_leader`] / [`crate::driver::run_learner`] and what it gets back.
+//! [`crate::driver::run_leader`] / [`crate::driver::run_learner_with`] and what it gets back.
 //!
 //! Leader:
 //!
@@ -248,7 +248,7 @@ pub(crate) enum LearnerOp {
 #[derive(Debug)]
 pub struct LearnerRequest(pub(crate) LearnerOp);
 
-/// What [`crate::driver::run_learner`] reads: the [`LearnerClient`]'s queue and,
+/// What [`crate::driver::run_learner_with`] reads: the [`LearnerClient`]'s queue and,
 /// optionally, where to send [`LearnerEvent`]s.
 #[derive(Debug)]
 pub struct LearnerInbox {
@@ -271,11 +271,11 @@ impl LearnerInbox {
     }
 }
 
-/// The server's handle on a running [`crate::driver::run_learner`]: one bounded FIFO
+/// The server's handle on a running [`crate::driver::run_learner_with`]: one bounded FIFO
 /// queue. Forwards and revalidations that arrive before the learner is up to date are
 /// held (at most `capacity` of them, then the calls wait) and sent, in order, once it
 /// is; when the learner stops first they are dropped with the inbox, and the server
-/// learns it from `run_learner` returning (and from these calls failing with
+/// learns it from `run_learner_with` returning (and from these calls failing with
 /// [`ZabError::NotFollowing`]).
 #[derive(Debug, Clone)]
 pub struct LearnerClient {
@@ -283,7 +283,7 @@ pub struct LearnerClient {
 }
 
 impl LearnerClient {
-    /// A client and the inbox to pass to [`crate::driver::run_learner`] (`capacity` items
+    /// A client and the inbox to pass to [`crate::driver::run_learner_with`] (`capacity` items
     /// queued and `capacity` held until the learner is synced, at least 1 each).
     pub fn new(capacity: usize) -> (Self, LearnerInbox) {
         let capacity = capacity.max(1);
