@@ -2955,3 +2955,104 @@ async fn auth_variants_and_who_am_i() -> Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn paths_with_nul() -> Result<()> {
+    let server = ZkServer::start()?;
+    let mut c = Raw::connect(server.socket_addr(), 10_000).await?;
+    let p = "/a\u{0}b".to_owned();
+    let reqs: Vec<(&str, Request)> = vec![
+        (
+            "exists",
+            Request::Exists(zk_proto::jute::ExistsRequest {
+                path: p.clone(),
+                watch: false,
+            }),
+        ),
+        (
+            "getData",
+            Request::GetData(GetDataRequest {
+                path: p.clone(),
+                watch: false,
+            }),
+        ),
+        (
+            "getChildren",
+            Request::GetChildren(GetChildrenRequest {
+                path: p.clone(),
+                watch: false,
+            }),
+        ),
+        ("getACL", Request::GetAcl(GetAclRequest { path: p.clone() })),
+        ("sync", Request::Sync(SyncRequest { path: p.clone() })),
+        (
+            "setData",
+            Request::SetData(SetDataRequest {
+                path: p.clone(),
+                data: None,
+                version: -1,
+            }),
+        ),
+        (
+            "delete",
+            Request::Delete(DeleteRequest {
+                path: p.clone(),
+                version: -1,
+            }),
+        ),
+        (
+            "addWatch",
+            Request::AddWatch(AddWatchRequest {
+                path: p.clone(),
+                mode: 0,
+            }),
+        ),
+        (
+            "getAllChildrenNumber",
+            Request::GetAllChildrenNumber(GetAllChildrenNumberRequest { path: p.clone() }),
+        ),
+        (
+            "getEphemerals",
+            Request::GetEphemerals(GetEphemeralsRequest {
+                prefix_path: p.clone(),
+            }),
+        ),
+        (
+            "setACL",
+            Request::SetAcl(SetAclRequest {
+                path: p.clone(),
+                acl: Acl::open_unsafe(),
+                version: -1,
+            }),
+        ),
+        (
+            "checkWatches",
+            Request::CheckWatches(CheckWatchesRequest {
+                path: p.clone(),
+                watcher_type: 3,
+            }),
+        ),
+    ];
+    let mut got = Vec::new();
+    for (name, r) in reqs {
+        got.push((name, c.call(r).await?.header.err));
+    }
+    // Only exists and the writes look for a NUL; the other reads just find no node, and
+    // sync, addWatch, getEphemerals and checkWatches (of the watch just added) succeed.
+    let want = [
+        ("exists", BAD_ARGUMENTS),
+        ("getData", NO_NODE),
+        ("getChildren", NO_NODE),
+        ("getACL", NO_NODE),
+        ("sync", 0),
+        ("setData", BAD_ARGUMENTS),
+        ("delete", BAD_ARGUMENTS),
+        ("addWatch", 0),
+        ("getAllChildrenNumber", NO_NODE),
+        ("getEphemerals", 0),
+        ("setACL", BAD_ARGUMENTS),
+        ("checkWatches", 0),
+    ];
+    assert_eq!(got, want);
+    Ok(())
+}
