@@ -1286,11 +1286,22 @@ async fn ephemerals_go_when_the_session_expires() -> Result<()> {
         .map_err(anyhow::Error::msg)?;
     assert!(observer.exists("/exp", true).await?.is_ok());
     drop(c); // no close: the session must expire.
-    let ev = tokio::time::timeout(BACKGROUND, observer.next_event()).await??;
-    assert_eq!(
-        (ev.event_type, ev.path.as_str()),
-        (EventType::NodeDeleted.code(), "/exp")
-    );
+    // The observer (2 s session at most here) pings while it waits for the event.
+    let deadline = tokio::time::Instant::now() + BACKGROUND;
+    while observer.events.is_empty() {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "/exp was never deleted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        observer.ping().await?;
+    }
+    let got: Vec<_> = observer
+        .events
+        .drain(..)
+        .map(|(_, e)| (e.event_type, e.path))
+        .collect();
+    assert_eq!(got, [(EventType::NodeDeleted.code(), "/exp".to_owned())]);
     // The expired session cannot be resumed.
     let req = raw::connect_request(300, session, passwd, 0);
     let (mut s, resp) = raw::handshake(server.socket_addr(), &req).await?;
@@ -2156,7 +2167,9 @@ async fn frame_size_limit() -> Result<()> {
 async fn idle_session_expires_and_pings_keep_one_alive() -> Result<()> {
     let server = ZkServer::start_with(&["tickTime=100", "minSessionTimeout=200"])?;
     let mut idle = Raw::connect(server.socket_addr(), 300).await?;
-    let mut busy = Raw::connect(server.socket_addr(), 300).await?;
+    // The busy one asks for 2 s (the most tickTime=100 allows), so that a slow machine
+    // does not expire it between two pings.
+    let mut busy = Raw::connect(server.socket_addr(), 2_000).await?;
     idle.create("/idle", None, EPHEMERAL)
         .await?
         .map_err(anyhow::Error::msg)?;
