@@ -781,9 +781,10 @@ impl Leader {
             };
             if h.idle_half_ticks > limit {
                 dead.push(*sid);
-            } else if self.phase == LeaderPhase::Broadcast
-                && h.phase >= HandlerPhase::AwaitNewLeaderAck
-            {
+            } else if h.phase >= HandlerPhase::AwaitNewLeaderAck {
+                // Also before the leader is established: a follower that acknowledged
+                // NEWLEADER waits for UPTODATE with syncLimit, while other learners may still
+                // be receiving snapshots.
                 out.push(Command::Send {
                     to: *sid,
                     packet: Packet::Ping {

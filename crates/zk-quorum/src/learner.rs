@@ -185,7 +185,7 @@ impl Learner {
                 Err(ZabError::Disconnected(peer))
             }
             Input::Disconnected { .. } | Input::LogCompacted { .. } => Ok(()),
-            Input::Tick => self.on_tick(),
+            Input::Tick => self.on_tick(&mut out),
             Input::Persisted { zxid } => self.on_persisted(zxid, &mut out),
         };
         if let Err(reason) = result {
@@ -237,7 +237,7 @@ impl Learner {
         Ok(())
     }
 
-    fn on_tick(&mut self) -> Result<(), ZabError> {
+    fn on_tick(&mut self, out: &mut Vec<Command>) -> Result<(), ZabError> {
         self.idle_half_ticks = self.idle_half_ticks.saturating_add(1);
         let limit = match self.phase {
             LearnerPhase::AwaitUpToDate | LearnerPhase::Broadcast => self.config.sync_limit,
@@ -247,6 +247,21 @@ impl Learner {
             return Err(ZabError::Timeout {
                 phase: self.phase.name(),
                 ticks: limit,
+            });
+        }
+        // While a (possibly long) sync streams in, the leader's PINGs queue up behind it:
+        // tell the leader this learner is alive so it does not drop it after initLimit.
+        if matches!(
+            self.phase,
+            LearnerPhase::AwaitSyncMode
+                | LearnerPhase::Syncing(_)
+                | LearnerPhase::PersistingNewLeader
+        ) {
+            out.push(Command::Send {
+                to: self.leader,
+                packet: Packet::Ping {
+                    touches: Vec::new(),
+                },
             });
         }
         Ok(())

@@ -1231,3 +1231,49 @@ fn answers_go_only_to_synced_learners() {
         }]
     );
 }
+
+/// Found by the simulation's liveness check on long histories: while snapshots stream to
+/// some learners, the others must not time out, nor the leader drop the receiving ones.
+#[test]
+fn pings_keep_a_long_sync_alive_both_ways() {
+    // A learner receiving its sync tells the leader it is alive on every tick.
+    let mut f = syncing_follower(
+        empty_learner(),
+        1,
+        Packet::Snap {
+            zxid: make(1, 9),
+            total_bytes: 10,
+        },
+    );
+    assert_eq!(
+        f.step(Input::Tick),
+        vec![send(L, Packet::Ping { touches: vec![] })]
+    );
+    // A leader not yet established pings the learners whose sync is queued.
+    let mut leader = leader_with(&[], (0, 0), Ensemble::new([1, 2, 3, 4, 5], []));
+    leader.step(msg(2, info(2, 0, 0)));
+    leader.step(msg(3, info(3, 0, 0)));
+    leader.step(msg(
+        2,
+        Packet::AckEpoch {
+            current_epoch: 0,
+            last_zxid: 0,
+        },
+    ));
+    leader.step(msg(
+        3,
+        Packet::AckEpoch {
+            current_epoch: 0,
+            last_zxid: 0,
+        },
+    ));
+    leader.step(msg(2, Packet::Ack { zxid: make(1, 0) }));
+    assert_eq!(leader.phase(), LeaderPhase::Synchronization);
+    assert_eq!(
+        leader.step(Input::Tick),
+        vec![
+            send(2, Packet::Ping { touches: vec![] }),
+            send(3, Packet::Ping { touches: vec![] })
+        ]
+    );
+}
