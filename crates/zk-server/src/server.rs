@@ -733,9 +733,11 @@ impl Shared {
         let now = self.now_ms();
         let tree = self.tree();
         let mut tracker = self.sessions();
-        for (id, timeout) in tree.sessions() {
-            tracker.track_session(id, timeout.max(0) as u32, now);
-        }
+        tracker.take_over(
+            tree.sessions()
+                .map(|(id, timeout)| (id, timeout.max(0) as u32)),
+            now,
+        );
     }
 
     /// Answers a client's `sync` once the tree has applied `target` (at once if it has).

@@ -287,6 +287,23 @@ impl SessionTracker {
         self.buckets.keys().next().copied()
     }
 
+    /// A new leader takes over the sessions of its tree, as ZooKeeper's leader builds a
+    /// fresh `SessionTrackerImpl` from the database: each gets a fresh timeout, and a
+    /// closing mark left by an earlier role of this server (a closeSession it submitted
+    /// that never committed, say while it was paused or cut off) is cleared, so the
+    /// session is live again instead of being reported expired on revalidation.
+    pub fn take_over(&mut self, sessions: impl IntoIterator<Item = (SessionId, u32)>, now_ms: u64) {
+        for (id, timeout_ms) in sessions {
+            if let Some(s) = self.sessions.get_mut(&id)
+                && s.closing
+            {
+                s.closing = false;
+                s.timeout_ms = timeout_ms;
+            }
+            self.track_session(id, timeout_ms, now_ms);
+        }
+    }
+
     /// Marks a session closing (a closeSession is in flight); true if it is tracked. It
     /// leaves the expiry queue, so [`Self::expired`] never reports it again (ZooKeeper
     /// would, and submit a second close).
@@ -571,6 +588,29 @@ mod tests {
         assert!(!t.track_session(77, 5000, 10_000));
         assert_eq!(t.session(77).unwrap().expires_at_ms, 16_000);
         assert_eq!(t.sessions_with_timeouts(), BTreeMap::from([(77, 5000)]));
+    }
+
+    #[test]
+    fn take_over_revives_sessions_left_closing_by_an_earlier_leadership() {
+        let mut t = SessionTracker::new(1, 1000, 0);
+        t.track_session(7, 4000, 0);
+        t.track_session(8, 4000, 0);
+        // This server led, was paused past the timeouts, and marked both closing; its
+        // closeSession txns never committed (another leader took over meanwhile).
+        assert_eq!(t.expired(60_000), vec![7, 8]);
+        assert!(!t.touch(7, 4000, 60_000));
+        // Leading again, with only session 7 still in the tree.
+        t.take_over([(7, 4000)], 70_000);
+        assert!(t.touch(7, 4000, 70_500));
+        assert_eq!(t.check_session(7, 1), Ok(()));
+        assert_eq!(t.session(7).map(|s| s.expires_at_ms), Some(75_000));
+        assert_eq!(t.expired(74_000), Vec::<SessionId>::new());
+        assert_eq!(t.expired(75_000), vec![7]);
+        // A session of the tree this server never saw is simply tracked.
+        t.take_over([(9, 2000)], 80_000);
+        assert!(t.touch(9, 2000, 80_000));
+        // Session 8 is not in the tree: take_over leaves its mark alone.
+        assert!(!t.touch(8, 4000, 80_000));
     }
 
     #[test]
