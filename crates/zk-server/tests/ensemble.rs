@@ -899,3 +899,228 @@ async fn whole_ensemble_restarted_keeps_every_write_and_session() -> Result<()> 
     .await;
     r.map_err(|e| e.context(ens.logs()))
 }
+
+// -- paused nodes and missed events -------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_fires_for_a_change_made_while_its_client_was_moving() -> Result<()> {
+    let (mut ens, leader) = Ensemble::start_three()?;
+    let (f1, f2) = followers(&ens, leader);
+    let r = bounded(async {
+        let c = client(&ens.connect_string(&[f1, f2]), Duration::from_secs(8)).await?;
+        c.create("/missed", b"0", &persistent()).await?;
+        let (_, _, watcher) = c.get_and_watch_data("/missed").await?;
+        let first = ens
+            .server_of(c.session_id().0)
+            .context("no server lists the session")?;
+        // Its server freezes (the client does not notice yet), the node changes through
+        // the leader, then the frozen server dies: the client moves to the other follower
+        // with the zxid it last saw, and the change it missed fires its watch there.
+        ens.pause(first)?;
+        let other = client_of(&ens, leader).await?;
+        other.set_data("/missed", b"1", None).await?;
+        ens.kill9(first)?;
+        let ev = event(watcher).await?;
+        ensure!(
+            ev.event_type == zk::EventType::NodeDataChanged && ev.path == "/missed",
+            "{ev:?}"
+        );
+        let (data, _) = c.get_data("/missed").await?;
+        ensure!(data == b"1", "{data:?}");
+        Ok(())
+    })
+    .await;
+    r.map_err(|e| e.context(ens.logs()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_leader_is_replaced_and_rejoins_as_a_follower() -> Result<()> {
+    let (mut ens, old_leader) = Ensemble::start_three()?;
+    let (f1, f2) = followers(&ens, old_leader);
+    let r = bounded(async {
+        let on_old = client(&ens.connect_string(&[old_leader]), Duration::from_secs(10)).await?;
+        on_old.create("/paused", b"", &persistent()).await?;
+        ens.pause(old_leader)?;
+        // The others stop hearing from it and elect one of themselves.
+        let new_leader = {
+            let deadline = Instant::now() + BACKGROUND;
+            loop {
+                let modes: Vec<_> = [f1, f2].iter().map(|id| ens.mode(*id)).collect();
+                if let Some(i) = modes.iter().position(|m| m.as_deref() == Some("leader"))
+                    && modes.iter().all(|m| m.is_some())
+                {
+                    break [f1, f2][i];
+                }
+                ensure!(Instant::now() < deadline, "no new leader: {modes:?}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        ens.wait_following(if new_leader == f1 { f2 } else { f1 }, BACKGROUND)?;
+        // A write sent to the frozen old leader, and writes under the new one.
+        let stale = on_old.create("/paused/via-old", b"old", &persistent());
+        let fresh = client_of(&ens, new_leader).await?;
+        for i in 0..20 {
+            fresh
+                .create(&format!("/paused/new{i:02}"), b"new", &persistent())
+                .await?;
+        }
+        // The old leader wakes up: it steps down and follows the new one.
+        ens.resume(old_leader)?;
+        ens.wait_following(old_leader, BACKGROUND)?;
+        ensure!(ens.wait_for_leader(BACKGROUND)? == new_leader);
+        // The write it had taken either failed or is in every tree, like every other.
+        let stale = tokio::time::timeout(BACKGROUND, stale).await;
+        converged(&ens, "/paused", "after the old leader woke up").await?;
+        let check = client_of(&ens, new_leader).await?;
+        let tree = subtree(&check, "/paused").await?;
+        if let Ok(Ok(_)) = stale {
+            ensure!(
+                tree.get("/paused/via-old").is_some_and(|v| v == b"old"),
+                "a write acknowledged by the old leader is missing"
+            );
+        }
+        ensure!(tree.keys().filter(|k| k.contains("/new")).count() == 20);
+        Ok(())
+    })
+    .await;
+    r.map_err(|e| e.context(ens.logs()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_leader_expires_the_sessions_of_clients_that_left() -> Result<()> {
+    let (mut ens, leader) = Ensemble::start_three()?;
+    let (f1, f2) = followers(&ens, leader);
+    let r = bounded(async {
+        // A client with a 1 s session and an ephemeral vanishes without closing.
+        let mut gone = Raw::connect(ens.client_addr(f1), 1000).await?;
+        let created = gone.create("/left", Some(b"x"), 1).await?;
+        created.map_err(|e| anyhow::anyhow!("create failed: {e}"))?;
+        drop(gone);
+        // Its leader dies at once; the new leader inherits the session and expires it.
+        ens.kill9(leader)?;
+        let new_leader = ens.wait_for_leader(BACKGROUND)?;
+        let watcher_node = if new_leader == f1 { f2 } else { f1 };
+        let c = client_of(&ens, watcher_node).await?;
+        eventually(
+            BACKGROUND,
+            "the ephemeral of the vanished client goes",
+            || async {
+                c.sync("/left").await?;
+                Ok(c.check_stat("/left").await?.is_none())
+            },
+        )
+        .await?;
+        Ok(())
+    })
+    .await;
+    r.map_err(|e| e.context(ens.logs()))
+}
+
+// -- large values ----------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_values_replicate_and_reach_a_node_that_was_down() -> Result<()> {
+    let (mut ens, leader) = Ensemble::start_three()?;
+    let (f1, f2) = followers(&ens, leader);
+    let r = bounded(async {
+        // Values close to jute.maxbuffer (1 MiB), written through a follower.
+        let value = |i: u8| -> Vec<u8> { (0..900_000u32).map(|j| (j as u8) ^ i).collect() };
+        let c = client_of(&ens, f2).await?;
+        c.create("/big", b"", &persistent()).await?;
+        c.create("/big/a", &value(1), &persistent()).await?;
+        let other = client_of(&ens, f1).await?;
+        other.sync("/big/a").await?;
+        let (got, _) = other.get_data("/big/a").await?;
+        ensure!(
+            got == value(1),
+            "the other follower read {} bytes",
+            got.len()
+        );
+        drop(other);
+        // A follower down while several megabytes are written, then back.
+        ens.kill9(f1)?;
+        for i in 2..10u8 {
+            c.create(&format!("/big/n{i}"), &value(i), &persistent())
+                .await?;
+        }
+        c.set_data("/big/a", &value(42), None).await?;
+        ens.restart(f1)?;
+        ens.wait_following(f1, BACKGROUND)?;
+        converged(&ens, "/big", "after a restart behind large writes").await?;
+        // And once more after the leader restarts (it reloads the big values from disk).
+        ens.kill9(leader)?;
+        let new_leader = ens.wait_for_leader(BACKGROUND)?;
+        let c = client_of(&ens, new_leader).await?;
+        c.set_data("/big/n2", &value(7), None).await?;
+        ens.restart(leader)?;
+        ens.wait_following(leader, BACKGROUND)?;
+        converged(&ens, "/big", "after the old leader came back").await?;
+        Ok(())
+    })
+    .await;
+    r.map_err(|e| e.context(ens.logs()))
+}
+
+// -- a leader's uncommitted proposals ---------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proposals_a_killed_leader_could_not_commit_end_the_same_on_every_node() -> Result<()> {
+    let (mut ens, old_leader) = Ensemble::start_three()?;
+    let (f1, f2) = followers(&ens, old_leader);
+    let r = bounded(async {
+        let c = client(&ens.connect_string(&[old_leader]), Duration::from_secs(10)).await?;
+        c.create("/uncommitted", b"", &persistent()).await?;
+        for i in 0..5 {
+            c.create(&format!("/uncommitted/ok{i}"), b"ok", &persistent())
+                .await?;
+        }
+        // Both followers frozen: the leader logs what it is sent but cannot commit it.
+        ens.pause(f1)?;
+        ens.pause(f2)?;
+        let pending: Vec<_> = (0..5)
+            .map(|i| {
+                let c = c.clone();
+                tokio::spawn(async move {
+                    let path = format!("/uncommitted/late{i}");
+                    c.create(&path, b"late", &persistent()).await
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        ens.kill9(old_leader)?;
+        for p in pending {
+            let r = tokio::time::timeout(BACKGROUND, p).await??;
+            ensure!(
+                r.is_err(),
+                "a write was acknowledged without a quorum: {r:?}"
+            );
+        }
+        drop(c);
+        ens.resume(f1)?;
+        ens.resume(f2)?;
+        let new_leader = ens.wait_for_leader(BACKGROUND)?;
+        ensure!(new_leader != old_leader);
+        // The old leader comes back with those proposals in its log: it must end with
+        // exactly what the others have (dropped, or committed by the new leader for all).
+        ens.restart(old_leader)?;
+        ens.wait_following(old_leader, BACKGROUND)?;
+        converged(&ens, "/uncommitted", "after the old leader came back").await?;
+        let c = client_of(&ens, old_leader).await?;
+        c.create("/uncommitted/after", b"", &persistent()).await?;
+        converged(&ens, "/uncommitted", "after a write on the rejoined node").await?;
+        // Restarted once more it loads the log it was made to agree with.
+        drop(c);
+        ens.kill9(old_leader)?;
+        ens.restart(old_leader)?;
+        ens.wait_following(old_leader, BACKGROUND)?;
+        converged(&ens, "/uncommitted", "after another restart").await?;
+        let c = client_of(&ens, old_leader).await?;
+        let tree = subtree(&c, "/uncommitted").await?;
+        for i in 0..5 {
+            ensure!(tree.contains_key(&format!("/uncommitted/ok{i}")));
+        }
+        Ok(())
+    })
+    .await;
+    r.map_err(|e| e.context(ens.logs()))
+}

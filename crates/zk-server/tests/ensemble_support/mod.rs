@@ -51,9 +51,47 @@ pub struct Ensemble {
     nodes: Vec<NodeProc>,
 }
 
-/// A free port on `ip`, with its listener still bound (so the next pick differs).
-fn reserve_port(ip: Ipv4Addr) -> Result<TcpListener> {
-    TcpListener::bind((ip, 0)).with_context(|| format!("binding {ip}:0"))
+/// Ports are picked below the kernel's ephemeral range (read from
+/// `/proc/sys/net/ipv4/ip_local_port_range`, 32768 if unknown), so that no outgoing
+/// connection of this or another test takes one between the pick and the server's bind.
+fn port_range() -> std::ops::Range<u16> {
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    if low > 12_000 {
+        10_000..low
+    } else {
+        40_000..60_000
+    }
+}
+
+/// Picks ports on `ip` that can be bound now, from a sequence seeded by the process id
+/// and the clock (so that tests running at the same time pick apart); each pick stays
+/// bound in `held` until the caller drops it.
+fn reserve_port(ip: Ipv4Addr, seed: &mut u64, held: &mut Vec<TcpListener>) -> Result<u16> {
+    let range = port_range();
+    let span = u64::from(range.end - range.start);
+    for _ in 0..200 {
+        // xorshift64
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        let port = range.start + (*seed % span) as u16;
+        if let Ok(l) = TcpListener::bind((ip, port)) {
+            held.push(l);
+            return Ok(port);
+        }
+    }
+    bail!("no free port on {ip} in {range:?}")
+}
+
+/// A seed for [`reserve_port`].
+fn port_seed() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    (u64::from(std::process::id()) << 32) ^ nanos ^ 0x9E37_79B9_7F4A_7C15
 }
 
 impl Ensemble {
@@ -68,20 +106,15 @@ impl Ensemble {
         let mut nodes = Vec::new();
         // Hold every listener until all ports are picked, so none is picked twice.
         let mut held = Vec::new();
+        let mut seed = port_seed();
         for id in 1..=n {
             let ip = Ipv4Addr::new(127, 0, 0, id as u8);
-            let mut port = || -> Result<u16> {
-                let l = reserve_port(ip)?;
-                let p = l.local_addr()?.port();
-                held.push(l);
-                Ok(p)
-            };
             nodes.push(NodeProc {
                 id,
                 ip,
-                client_port: port()?,
-                quorum_port: port()?,
-                election_port: port()?,
+                client_port: reserve_port(ip, &mut seed, &mut held)?,
+                quorum_port: reserve_port(ip, &mut seed, &mut held)?,
+                election_port: reserve_port(ip, &mut seed, &mut held)?,
                 child: None,
                 starts: 0,
             });
@@ -102,10 +135,21 @@ impl Ensemble {
 
     /// Starts an ensemble of three and waits for a leader with two followers; returns
     /// the ensemble and the leader's id.
+    /// A node that cannot bind its ports (taken meanwhile by another program) makes
+    /// this start again on other ports, at most three times.
     pub fn start_three() -> Result<(Ensemble, u32)> {
-        let ens = Ensemble::start(3)?;
-        let leader = ens.wait_for_leader(ELECTION_TIMEOUT)?;
-        Ok((ens, leader))
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut ens = Ensemble::start(3)?;
+            match ens.wait_for_leader(ELECTION_TIMEOUT) {
+                Ok(leader) => return Ok((ens, leader)),
+                Err(e) if attempt < 3 && format!("{e:#}").contains("Address already in use") => {
+                    eprintln!("ensemble start failed on a port taken meanwhile; again");
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     fn dir(&self) -> &Path {
@@ -243,6 +287,29 @@ impl Ensemble {
         Ok(())
     }
 
+    /// Sends `signal` (`STOP`, `CONT`, …) to node `id`'s process.
+    pub fn signal(&self, id: u32, signal: &str) -> Result<()> {
+        let pid = self
+            .pid(id)
+            .with_context(|| format!("node {id} is not running"))?;
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &pid.to_string()])
+            .status()
+            .context("running kill")?;
+        ensure!(status.success(), "kill -{signal} {pid} failed");
+        Ok(())
+    }
+
+    /// Freezes node `id` (SIGSTOP): its sockets stay open, it answers nothing.
+    pub fn pause(&self, id: u32) -> Result<()> {
+        self.signal(id, "STOP")
+    }
+
+    /// Thaws node `id` (SIGCONT).
+    pub fn resume(&self, id: u32) -> Result<()> {
+        self.signal(id, "CONT")
+    }
+
     /// Starts node `id` again on its dataDir and ports (it must be stopped).
     pub fn restart(&mut self, id: u32) -> Result<()> {
         self.spawn(id)
@@ -259,11 +326,31 @@ impl Ensemble {
         self.srvr(id).ok().map(|s| s.mode)
     }
 
+    /// Fails if a node this harness started has exited on its own.
+    pub fn check_alive(&mut self) -> Result<()> {
+        for i in 0..self.nodes.len() {
+            let id = self.nodes[i].id;
+            let exited = match self.nodes[i].child.as_mut() {
+                Some(c) => c.try_wait()?,
+                None => None,
+            };
+            if let Some(status) = exited {
+                self.nodes[i].child = None;
+                bail!(
+                    "node {id} exited with {status}:\n{}",
+                    self.log_tail(id, 3000)
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Waits until one running node leads and every other running node follows;
     /// returns the leader's id.
-    pub fn wait_for_leader(&self, timeout: Duration) -> Result<u32> {
+    pub fn wait_for_leader(&mut self, timeout: Duration) -> Result<u32> {
         let deadline = Instant::now() + timeout;
         loop {
+            self.check_alive()?;
             let running: Vec<u32> = self
                 .nodes
                 .iter()
@@ -295,9 +382,10 @@ impl Ensemble {
     }
 
     /// Waits until node `id` serves as a follower.
-    pub fn wait_following(&self, id: u32, timeout: Duration) -> Result<()> {
+    pub fn wait_following(&mut self, id: u32, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
+            self.check_alive()?;
             if self.mode(id).as_deref() == Some("follower") {
                 return Ok(());
             }
