@@ -120,6 +120,21 @@ impl Node {
         let mut tasks = vec![tokio::spawn(
             crate::cnxn::serve(listener, shared.clone(), submitter.clone()).in_current_span(),
         )];
+        // The admin server starts after the client port and before election, as in
+        // ZooKeeper.
+        if config.admin.enabled {
+            let admin =
+                crate::config::HostPort::new(config.admin.address.clone(), config.admin.port);
+            let admin_listener = TcpListener::bind(admin.to_string())
+                .await
+                .map_err(|source| NodeError::Bind {
+                    addr: admin.to_string(),
+                    source,
+                })?;
+            tasks.push(tokio::spawn(
+                crate::admin::serve(admin_listener, shared.clone()).in_current_span(),
+            ));
+        }
         let engine = match loaded.mode {
             Mode::Standalone => {
                 let epoch = epoch_of(last_logged)

@@ -38,6 +38,7 @@ use zk_storage::log::{EpochStore, FileEpochStore, SledTxnLog, TxnLog};
 use zk_storage::tree::DataTree;
 
 use crate::config::{Config, LearnerType};
+use crate::metrics::{LeaderStatusFeed, ZabState};
 use crate::node::NodeError;
 use crate::pipeline::{self, WriteOp, now_ms};
 use crate::prep::{Prep, PrepInput, PrepOptions, SessionCheck};
@@ -372,11 +373,21 @@ impl QuorumPeer {
                 current_epoch = inputs.current_epoch,
                 "LOOKING"
             );
+            let quorum_stats = &self.shared.stats.quorum;
+            quorum_stats
+                .looking
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            quorum_stats.set_zab_state(ZabState::Election);
+            quorum_stats.clear_leader_gauges();
+            let started = std::time::Instant::now();
             let decision = tokio::select! {
                 d = election.run(inputs) => d.map_err(|e| NodeError::Unsupported(e.to_string()))?,
                 _ = shutdown.changed() => return Ok(()),
             };
             let leader = decision.leader();
+            quorum_stats.record_election(started.elapsed().as_millis() as u64);
+            quorum_stats.set_leader(Some(leader));
+            quorum_stats.set_zab_state(ZabState::Discovery);
             tracing::info!(leader, state = ?decision.state, "election decided");
             let result = match decision.state {
                 PeerState::Leading => self.lead(&config, stop_signal(&shutdown)).await,
@@ -713,6 +724,9 @@ async fn leader_processor(
     };
     let epoch = serving.epoch;
     shared.track_sessions_of_tree();
+    shared.stats.quorum.set_zab_state(ZabState::Broadcast);
+    let mut feed = LeaderStatusFeed::default();
+    feed.update(&shared.stats.quorum, &serving);
     shared.set_role(Role::Leader);
     tracing::info!(epoch, "serving clients as the leader");
     {
@@ -733,8 +747,9 @@ async fn leader_processor(
                 ev = events.recv() => match ev { Some(ev) => Origin::Learner(ev), None => break },
                 changed = status.changed() => {
                     if changed.is_err() { break; }
-                    let applied = status.borrow().applied;
-                    prep.applied(applied);
+                    let now = *status.borrow();
+                    prep.applied(now.applied);
+                    feed.update(&shared.stats.quorum, &now);
                     continue;
                 }
             };
@@ -836,6 +851,7 @@ async fn learner_forwarder(
     }
     let (reval_tx, mut reval_rx) = mpsc::channel::<Revalidation>(64);
     shared.set_learner(Some(reval_tx));
+    shared.stats.quorum.set_zab_state(ZabState::Broadcast);
     shared.set_role(if observer {
         Role::Observer
     } else {

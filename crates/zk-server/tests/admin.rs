@@ -353,7 +353,6 @@ async fn admin_http_on_a_node_in_this_process() -> Result<()> {
 }
 
 #[tokio::test]
-#[ignore = "node.rs does not start admin::serve yet"]
 async fn binary_serves_the_admin_server() -> Result<()> {
     let server = Server::start().await?;
     let admin: SocketAddr = format!("127.0.0.1:{}", server.admin_port).parse()?;
