@@ -121,19 +121,21 @@ impl Node {
             crate::cnxn::serve(listener, shared.clone(), submitter.clone()).in_current_span(),
         )];
         // The admin server starts after the client port and before election, as in
-        // ZooKeeper.
+        // ZooKeeper; as there, a port it cannot bind is a warning, not a failed start.
         if config.admin.enabled {
             let admin =
                 crate::config::HostPort::new(config.admin.address.clone(), config.admin.port);
-            let admin_listener = TcpListener::bind(admin.to_string())
-                .await
-                .map_err(|source| NodeError::Bind {
-                    addr: admin.to_string(),
-                    source,
-                })?;
-            tasks.push(tokio::spawn(
-                crate::admin::serve(admin_listener, shared.clone()).in_current_span(),
-            ));
+            match TcpListener::bind(admin.to_string()).await {
+                Ok(admin_listener) => tasks.push(tokio::spawn(
+                    crate::admin::serve(admin_listener, shared.clone()).in_current_span(),
+                )),
+                Err(e) => tracing::warn!(
+                    addr = %admin,
+                    error = %e,
+                    "problem starting the admin server; serving without it \
+                     (set admin.serverPort, or admin.enableServer=false)"
+                ),
+            }
         }
         let engine = match loaded.mode {
             Mode::Standalone => {
