@@ -6,6 +6,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod cluster;
 mod interop;
 
@@ -26,6 +27,9 @@ enum Cmd {
     /// Launch and operate a local ensemble (`up`, `status`, `stop N`, `start N`, `kill N`,
     /// `down`, `logs N`).
     Cluster(cluster::ClusterArgs),
+    /// Benchmark a local ensemble (throughput, latency, failover, catch-up, restart,
+    /// footprint), optionally side by side with Apache ZooKeeper (`--against apache`).
+    Bench(bench::BenchArgs),
     /// Drive a local ensemble with kazoo and Apache's zkCli.sh and check the results.
     Interop(interop::InteropArgs),
 }
@@ -35,6 +39,7 @@ fn main() -> Result<()> {
         Cmd::Ci => ci(),
         Cmd::Cluster(args) => cluster::run(args),
         Cmd::Interop(args) => interop::run(args),
+        Cmd::Bench(args) => bench::run(args),
     }
 }
 
