@@ -26,8 +26,8 @@ use tokio_util::codec::Framed;
 use tracing::Instrument;
 use zk_proto::data::{ErrorCode, Id, OpCode};
 use zk_proto::jute::{
-    AUTH_XID, ConnectRequest, ConnectResponse, Inbound, JuteCodec, PASSWORD_LEN, Record,
-    ReplyPacket, Request, RequestHeader, RequestPacket, Response, ServerCodec,
+    ConnectRequest, ConnectResponse, Inbound, JuteCodec, PASSWORD_LEN, Record, ReplyPacket,
+    Request, RequestHeader, RequestPacket, Response, ServerCodec,
 };
 
 use crate::acl::{self, AuthProviders};
@@ -346,7 +346,12 @@ impl Session {
                     let header = RequestHeader::decode(&mut body)?;
                     match Request::decode_type(header.op, &mut body) {
                         Ok(request) => {
-                            let packet = RequestPacket::new(header.xid, request);
+                            // The xid as sent: Java's NIO client renumbers setWatches, and
+                            // clients other than Java's send auth with an ordinary xid.
+                            let packet = RequestPacket {
+                                xid: header.xid,
+                                request,
+                            };
                             if self.on_request(framed, packet).await? {
                                 // What the request queued (an AuthFailed reply) goes out
                                 // before the connection closes.
@@ -406,14 +411,16 @@ impl Session {
                 ) {
                     Ok(ids) => {
                         acl::add_auth_ids(&mut self.auth, ids);
-                        ReplyPacket::new(AUTH_XID, 0, ErrorCode::Ok, Response::Empty)
+                        // ZooKeeper answers with the request's xid (clients such as
+                        // zookeeper-client do not use -4).
+                        ReplyPacket::new(xid, 0, ErrorCode::Ok, Response::Empty)
                     }
                     Err(e) => {
                         // ZooKeeper sends the AuthFailed reply and closes the connection
                         // (no event: the client makes its own AuthFailed event).
                         tracing::info!(remote = %self.remote, scheme = %auth.scheme, "authentication failed");
                         framed
-                            .feed(&ReplyPacket::new(AUTH_XID, 0, e.code(), Response::Empty))
+                            .feed(&ReplyPacket::new(xid, 0, e.code(), Response::Empty))
                             .await?;
                         self.count_sent(1);
                         return Ok(true);
