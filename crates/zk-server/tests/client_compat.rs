@@ -58,6 +58,17 @@ fn open() -> zk::CreateOptions<'static> {
     zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all())
 }
 
+/// Longest a test driven by `zookeeper-client` may take: its calls have no timeout of
+/// their own, so a protocol mismatch would otherwise hang the test.
+const TEST_LIMIT: Duration = Duration::from_secs(60);
+
+/// Runs a test body under [`TEST_LIMIT`].
+async fn bounded(body: impl std::future::Future<Output = Result<()>>) -> Result<()> {
+    tokio::time::timeout(TEST_LIMIT, body)
+        .await
+        .context("the test hung")?
+}
+
 /// Polls until `path` no longer exists, for at most [`BACKGROUND`].
 async fn wait_gone(c: &mut Raw, path: &str) -> Result<()> {
     let deadline = tokio::time::Instant::now() + BACKGROUND;
@@ -439,56 +450,59 @@ async fn stat_fields_after_each_kind_of_change() -> Result<()> {
 
 #[tokio::test]
 async fn every_read_op_through_zookeeper_client() -> Result<()> {
-    let server = ZkServer::start()?;
-    let zk = client(&server).await?;
-    zk.create("/r", b"root", &open()).await?;
-    for child in ["x", "y", "z"] {
-        zk.create(&format!("/r/{child}"), child.as_bytes(), &open())
-            .await?;
-    }
-    zk.create("/r/x/deep", b"", &open()).await?;
-    let eph = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
-    zk.create("/r/y/e1", b"", &eph).await?;
-    zk.create("/e2", b"", &eph).await?;
+    bounded(async move {
+        let server = ZkServer::start()?;
+        let zk = client(&server).await?;
+        zk.create("/r", b"root", &open()).await?;
+        for child in ["x", "y", "z"] {
+            zk.create(&format!("/r/{child}"), child.as_bytes(), &open())
+                .await?;
+        }
+        zk.create("/r/x/deep", b"", &open()).await?;
+        let eph = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
+        zk.create("/r/y/e1", b"", &eph).await?;
+        zk.create("/e2", b"", &eph).await?;
 
-    let (data, stat) = zk.get_data("/r").await?;
-    assert_eq!((data.as_slice(), stat.num_children), (&b"root"[..], 3));
-    let mut children = zk.list_children("/r").await?;
-    children.sort();
-    assert_eq!(children, ["x", "y", "z"]);
-    let (mut children, stat) = zk.get_children("/r").await?;
-    children.sort();
-    assert_eq!(
-        (children.len(), stat.num_children, stat.cversion),
-        (3, 3, 3)
-    );
-    assert_eq!(zk.count_descendants_number("/r").await?, 5);
-    assert_eq!(zk.count_descendants_number("/r/z").await?, 0);
-    assert!(matches!(
-        zk.count_descendants_number("/nope").await,
-        Err(zk::Error::NoNode)
-    ));
-    let mut eph_paths = zk.list_ephemerals("/").await?;
-    eph_paths.sort();
-    assert_eq!(eph_paths, ["/e2", "/r/y/e1"]);
-    assert_eq!(zk.list_ephemerals("/r").await?, ["/r/y/e1"]);
-    assert!(zk.list_ephemerals("/zz").await?.is_empty());
-    zk.sync("/r").await?;
-    assert!(zk.check_stat("/nope").await?.is_none());
-    assert!(matches!(zk.get_data("/nope").await, Err(zk::Error::NoNode)));
-    assert!(matches!(
-        zk.list_children("/nope").await,
-        Err(zk::Error::NoNode)
-    ));
+        let (data, stat) = zk.get_data("/r").await?;
+        assert_eq!((data.as_slice(), stat.num_children), (&b"root"[..], 3));
+        let mut children = zk.list_children("/r").await?;
+        children.sort();
+        assert_eq!(children, ["x", "y", "z"]);
+        let (mut children, stat) = zk.get_children("/r").await?;
+        children.sort();
+        assert_eq!(
+            (children.len(), stat.num_children, stat.cversion),
+            (3, 3, 3)
+        );
+        assert_eq!(zk.count_descendants_number("/r").await?, 5);
+        assert_eq!(zk.count_descendants_number("/r/z").await?, 0);
+        assert!(matches!(
+            zk.count_descendants_number("/nope").await,
+            Err(zk::Error::NoNode)
+        ));
+        let mut eph_paths = zk.list_ephemerals("/").await?;
+        eph_paths.sort();
+        assert_eq!(eph_paths, ["/e2", "/r/y/e1"]);
+        assert_eq!(zk.list_ephemerals("/r").await?, ["/r/y/e1"]);
+        assert!(zk.list_ephemerals("/zz").await?.is_empty());
+        zk.sync("/r").await?;
+        assert!(zk.check_stat("/nope").await?.is_none());
+        assert!(matches!(zk.get_data("/nope").await, Err(zk::Error::NoNode)));
+        assert!(matches!(
+            zk.list_children("/nope").await,
+            Err(zk::Error::NoNode)
+        ));
 
-    let (acl, stat) = zk.get_acl("/r").await?;
-    assert_eq!(acl.len(), 1);
-    assert_eq!((acl[0].scheme(), acl[0].id()), ("world", "anyone"));
-    assert_eq!(stat.aversion, 0);
-    let users = zk.list_auth_users().await?;
-    assert_eq!(users, [zk::AuthUser::new("ip", "127.0.0.1")]);
-    assert!(matches!(zk.get_acl("/nope").await, Err(zk::Error::NoNode)));
-    Ok(())
+        let (acl, stat) = zk.get_acl("/r").await?;
+        assert_eq!(acl.len(), 1);
+        assert_eq!((acl[0].scheme(), acl[0].id()), ("world", "anyone"));
+        assert_eq!(stat.aversion, 0);
+        let users = zk.list_auth_users().await?;
+        assert_eq!(users, [zk::AuthUser::new("ip", "127.0.0.1")]);
+        assert!(matches!(zk.get_acl("/nope").await, Err(zk::Error::NoNode)));
+        Ok(())
+    })
+    .await
 }
 
 #[tokio::test]
@@ -854,99 +868,105 @@ async fn multi_results_and_rollback() -> Result<()> {
 
 #[tokio::test]
 async fn multi_through_zookeeper_client() -> Result<()> {
-    let server = ZkServer::start()?;
-    let zk = client(&server).await?;
-    zk.create("/w", b"", &open()).await?;
-    let mut w = zk.new_multi_writer();
-    w.add_create("/w/a", b"1", &open())?;
-    w.add_set_data("/w", b"x", Some(0))?;
-    w.add_delete("/w/nope", None)?;
-    match w.commit().await {
-        Err(zk::MultiWriteError::OperationFailed { index, source }) => {
-            assert_eq!(index, 2);
-            assert!(matches!(source, zk::Error::NoNode), "{source:?}");
+    bounded(async move {
+        let server = ZkServer::start()?;
+        let zk = client(&server).await?;
+        zk.create("/w", b"", &open()).await?;
+        let mut w = zk.new_multi_writer();
+        w.add_create("/w/a", b"1", &open())?;
+        w.add_set_data("/w", b"x", Some(0))?;
+        w.add_delete("/w/nope", None)?;
+        match w.commit().await {
+            Err(zk::MultiWriteError::OperationFailed { index, source }) => {
+                assert_eq!(index, 2);
+                assert!(matches!(source, zk::Error::NoNode), "{source:?}");
+            }
+            other => anyhow::bail!("expected a failed member, got {other:?}"),
         }
-        other => anyhow::bail!("expected a failed member, got {other:?}"),
-    }
-    assert!(zk.check_stat("/w/a").await?.is_none());
-    let mut w = zk.new_multi_writer();
-    w.add_create("/w/a", b"1", &open())?;
-    w.add_check_version("/w", 0)?;
-    w.add_set_data("/w", b"x", Some(0))?;
-    let results = w.commit().await?;
-    assert_eq!(results.len(), 3);
-    assert!(matches!(&results[2], zk::MultiWriteResult::SetData { stat } if stat.version == 1));
-    let mut r = zk.new_multi_reader();
-    r.add_get_data("/w/a")?;
-    r.add_get_children("/w")?;
-    r.add_get_data("/nope")?;
-    let results = r.commit().await?;
-    assert!(matches!(&results[0], zk::MultiReadResult::Data { data, .. } if data == b"1"));
-    assert!(
-        matches!(&results[1], zk::MultiReadResult::Children { children } if children == &["a"])
-    );
-    assert!(matches!(
-        &results[2],
-        zk::MultiReadResult::Error {
-            err: zk::Error::NoNode
-        }
-    ));
-    Ok(())
+        assert!(zk.check_stat("/w/a").await?.is_none());
+        let mut w = zk.new_multi_writer();
+        w.add_create("/w/a", b"1", &open())?;
+        w.add_check_version("/w", 0)?;
+        w.add_set_data("/w", b"x", Some(0))?;
+        let results = w.commit().await?;
+        assert_eq!(results.len(), 3);
+        assert!(matches!(&results[2], zk::MultiWriteResult::SetData { stat } if stat.version == 1));
+        let mut r = zk.new_multi_reader();
+        r.add_get_data("/w/a")?;
+        r.add_get_children("/w")?;
+        r.add_get_data("/nope")?;
+        let results = r.commit().await?;
+        assert!(matches!(&results[0], zk::MultiReadResult::Data { data, .. } if data == b"1"));
+        assert!(
+            matches!(&results[1], zk::MultiReadResult::Children { children } if children == &["a"])
+        );
+        assert!(matches!(
+            &results[2],
+            zk::MultiReadResult::Error {
+                err: zk::Error::NoNode
+            }
+        ));
+        Ok(())
+    })
+    .await
 }
 
 // -- watches ---------------------------------------------------------------------------
 
 #[tokio::test]
 async fn one_shot_watches_of_each_kind() -> Result<()> {
-    let server = ZkServer::start()?;
-    let zk = client(&server).await?;
-    let writer = client(&server).await?;
+    bounded(async move {
+        let server = ZkServer::start()?;
+        let zk = client(&server).await?;
+        let writer = client(&server).await?;
 
-    // exists on a missing node → NodeCreated.
-    let (stat, w) = zk.check_and_watch_stat("/n").await?;
-    assert!(stat.is_none());
-    writer.create("/n", b"", &open()).await?;
-    let ev = w.changed().await;
-    assert_eq!(
-        (ev.event_type, ev.path.as_str()),
-        (zk::EventType::NodeCreated, "/n")
-    );
+        // exists on a missing node → NodeCreated.
+        let (stat, w) = zk.check_and_watch_stat("/n").await?;
+        assert!(stat.is_none());
+        writer.create("/n", b"", &open()).await?;
+        let ev = w.changed().await;
+        assert_eq!(
+            (ev.event_type, ev.path.as_str()),
+            (zk::EventType::NodeCreated, "/n")
+        );
 
-    // getData → NodeDataChanged; getChildren → NodeChildrenChanged.
-    let (_, _, data_w) = zk.get_and_watch_data("/n").await?;
-    let (_, child_w) = zk.list_and_watch_children("/n").await?;
-    writer.set_data("/n", b"new", None).await?;
-    let ev = data_w.changed().await;
-    assert_eq!(
-        (ev.event_type, ev.path.as_str()),
-        (zk::EventType::NodeDataChanged, "/n")
-    );
-    writer.create("/n/c", b"", &open()).await?;
-    let ev = child_w.changed().await;
-    assert_eq!(
-        (ev.event_type, ev.path.as_str()),
-        (zk::EventType::NodeChildrenChanged, "/n")
-    );
+        // getData → NodeDataChanged; getChildren → NodeChildrenChanged.
+        let (_, _, data_w) = zk.get_and_watch_data("/n").await?;
+        let (_, child_w) = zk.list_and_watch_children("/n").await?;
+        writer.set_data("/n", b"new", None).await?;
+        let ev = data_w.changed().await;
+        assert_eq!(
+            (ev.event_type, ev.path.as_str()),
+            (zk::EventType::NodeDataChanged, "/n")
+        );
+        writer.create("/n/c", b"", &open()).await?;
+        let ev = child_w.changed().await;
+        assert_eq!(
+            (ev.event_type, ev.path.as_str()),
+            (zk::EventType::NodeChildrenChanged, "/n")
+        );
 
-    // delete → NodeDeleted on the node's data watch, NodeChildrenChanged on the parent.
-    let (_, _, data_w) = zk.get_and_watch_data("/n/c").await?;
-    let (_, parent_w) = zk.list_and_watch_children("/n").await?;
-    let (_, exist_w) = zk.check_and_watch_stat("/n/c").await?;
-    writer.delete("/n/c", None).await?;
-    assert_eq!(
-        data_w.changed().await.event_type,
-        zk::EventType::NodeDeleted
-    );
-    assert_eq!(
-        exist_w.changed().await.event_type,
-        zk::EventType::NodeDeleted
-    );
-    let ev = parent_w.changed().await;
-    assert_eq!(
-        (ev.event_type, ev.path.as_str()),
-        (zk::EventType::NodeChildrenChanged, "/n")
-    );
-    Ok(())
+        // delete → NodeDeleted on the node's data watch, NodeChildrenChanged on the parent.
+        let (_, _, data_w) = zk.get_and_watch_data("/n/c").await?;
+        let (_, parent_w) = zk.list_and_watch_children("/n").await?;
+        let (_, exist_w) = zk.check_and_watch_stat("/n/c").await?;
+        writer.delete("/n/c", None).await?;
+        assert_eq!(
+            data_w.changed().await.event_type,
+            zk::EventType::NodeDeleted
+        );
+        assert_eq!(
+            exist_w.changed().await.event_type,
+            zk::EventType::NodeDeleted
+        );
+        let ev = parent_w.changed().await;
+        assert_eq!(
+            (ev.event_type, ev.path.as_str()),
+            (zk::EventType::NodeChildrenChanged, "/n")
+        );
+        Ok(())
+    })
+    .await
 }
 
 #[tokio::test]
@@ -1079,56 +1099,59 @@ async fn check_and_remove_watches() -> Result<()> {
 
 #[tokio::test]
 async fn persistent_and_recursive_watches() -> Result<()> {
-    let server = ZkServer::start()?;
-    let zk = client(&server).await?;
-    let zk2 = client(&server).await?;
-    let writer = client(&server).await?;
-    zk.create("/pw", b"", &open()).await?;
-    // Different connections: a connection has one watch mode per path.
-    let mut persistent = zk.watch("/pw", zk::AddWatchMode::Persistent).await?;
-    let mut recursive = zk2
-        .watch("/pw", zk::AddWatchMode::PersistentRecursive)
-        .await?;
+    bounded(async move {
+        let server = ZkServer::start()?;
+        let zk = client(&server).await?;
+        let zk2 = client(&server).await?;
+        let writer = client(&server).await?;
+        zk.create("/pw", b"", &open()).await?;
+        // Different connections: a connection has one watch mode per path.
+        let mut persistent = zk.watch("/pw", zk::AddWatchMode::Persistent).await?;
+        let mut recursive = zk2
+            .watch("/pw", zk::AddWatchMode::PersistentRecursive)
+            .await?;
 
-    writer.set_data("/pw", b"1", None).await?;
-    writer.create("/pw/a", b"", &open()).await?;
-    writer.create("/pw/a/b", b"", &open()).await?;
-    writer.set_data("/pw/a/b", b"2", None).await?;
-    writer.delete("/pw/a/b", None).await?;
-    writer.set_data("/pw", b"3", None).await?;
+        writer.set_data("/pw", b"1", None).await?;
+        writer.create("/pw/a", b"", &open()).await?;
+        writer.create("/pw/a/b", b"", &open()).await?;
+        writer.set_data("/pw/a/b", b"2", None).await?;
+        writer.delete("/pw/a/b", None).await?;
+        writer.set_data("/pw", b"3", None).await?;
 
-    use zk::EventType::*;
-    let mut got = Vec::new();
-    for _ in 0..3 {
-        let ev = tokio::time::timeout(raw::READ_TIMEOUT, persistent.changed()).await?;
-        got.push((ev.event_type, ev.path));
-    }
-    assert_eq!(
-        got,
-        [
-            (NodeDataChanged, "/pw".to_owned()),
-            (NodeChildrenChanged, "/pw".to_owned()),
-            (NodeDataChanged, "/pw".to_owned()),
-        ]
-    );
-    let mut got = Vec::new();
-    for _ in 0..6 {
-        let ev = tokio::time::timeout(raw::READ_TIMEOUT, recursive.changed()).await?;
-        got.push((ev.event_type, ev.path));
-    }
-    // No NodeChildrenChanged for recursive watches.
-    assert_eq!(
-        got,
-        [
-            (NodeDataChanged, "/pw".to_owned()),
-            (NodeCreated, "/pw/a".to_owned()),
-            (NodeCreated, "/pw/a/b".to_owned()),
-            (NodeDataChanged, "/pw/a/b".to_owned()),
-            (NodeDeleted, "/pw/a/b".to_owned()),
-            (NodeDataChanged, "/pw".to_owned()),
-        ]
-    );
-    Ok(())
+        use zk::EventType::*;
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            let ev = tokio::time::timeout(raw::READ_TIMEOUT, persistent.changed()).await?;
+            got.push((ev.event_type, ev.path));
+        }
+        assert_eq!(
+            got,
+            [
+                (NodeDataChanged, "/pw".to_owned()),
+                (NodeChildrenChanged, "/pw".to_owned()),
+                (NodeDataChanged, "/pw".to_owned()),
+            ]
+        );
+        let mut got = Vec::new();
+        for _ in 0..6 {
+            let ev = tokio::time::timeout(raw::READ_TIMEOUT, recursive.changed()).await?;
+            got.push((ev.event_type, ev.path));
+        }
+        // No NodeChildrenChanged for recursive watches.
+        assert_eq!(
+            got,
+            [
+                (NodeDataChanged, "/pw".to_owned()),
+                (NodeCreated, "/pw/a".to_owned()),
+                (NodeCreated, "/pw/a/b".to_owned()),
+                (NodeDataChanged, "/pw/a/b".to_owned()),
+                (NodeDeleted, "/pw/a/b".to_owned()),
+                (NodeDataChanged, "/pw".to_owned()),
+            ]
+        );
+        Ok(())
+    })
+    .await
 }
 
 #[tokio::test]
@@ -1237,40 +1260,43 @@ async fn second_add_watch_mode_replaces_the_first() -> Result<()> {
 
 #[tokio::test]
 async fn ephemerals_go_when_the_session_closes() -> Result<()> {
-    let server = ZkServer::start()?;
-    let mut observer = Raw::connect(server.socket_addr(), 10_000).await?;
-    let mut c = Raw::connect(server.socket_addr(), 10_000).await?;
-    c.create("/eph", None, EPHEMERAL)
-        .await?
-        .map_err(anyhow::Error::msg)?;
-    assert!(observer.exists("/eph", true).await?.is_ok());
-    assert_eq!(c.close().await?, 0);
-    let ev = observer.next_event().await?;
-    assert_eq!(
-        (ev.event_type, ev.path.as_str()),
-        (EventType::NodeDeleted.code(), "/eph")
-    );
-    assert_eq!(
-        observer.exists("/eph", false).await?.map(|_| ()),
-        Err(NO_NODE)
-    );
+    bounded(async move {
+        let server = ZkServer::start()?;
+        let mut observer = Raw::connect(server.socket_addr(), 10_000).await?;
+        let mut c = Raw::connect(server.socket_addr(), 10_000).await?;
+        c.create("/eph", None, EPHEMERAL)
+            .await?
+            .map_err(anyhow::Error::msg)?;
+        assert!(observer.exists("/eph", true).await?.is_ok());
+        assert_eq!(c.close().await?, 0);
+        let ev = observer.next_event().await?;
+        assert_eq!(
+            (ev.event_type, ev.path.as_str()),
+            (EventType::NodeDeleted.code(), "/eph")
+        );
+        assert_eq!(
+            observer.exists("/eph", false).await?.map(|_| ()),
+            Err(NO_NODE)
+        );
 
-    // The same through zookeeper-client: dropping the client closes its session.
-    let zk = client(&server).await?;
-    zk.create(
-        "/eph2",
-        b"",
-        &zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all()),
-    )
-    .await?;
-    assert!(observer.exists("/eph2", true).await?.is_ok());
-    drop(zk);
-    let ev = observer.next_event().await?;
-    assert_eq!(
-        (ev.event_type, ev.path.as_str()),
-        (EventType::NodeDeleted.code(), "/eph2")
-    );
-    Ok(())
+        // The same through zookeeper-client: dropping the client closes its session.
+        let zk = client(&server).await?;
+        zk.create(
+            "/eph2",
+            b"",
+            &zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all()),
+        )
+        .await?;
+        assert!(observer.exists("/eph2", true).await?.is_ok());
+        drop(zk);
+        let ev = observer.next_event().await?;
+        assert_eq!(
+            (ev.event_type, ev.path.as_str()),
+            (EventType::NodeDeleted.code(), "/eph2")
+        );
+        Ok(())
+    })
+    .await
 }
 
 #[tokio::test]
@@ -1313,66 +1339,69 @@ async fn ephemerals_go_when_the_session_expires() -> Result<()> {
 
 #[tokio::test]
 async fn reconnect_keeps_the_session_and_its_ephemerals() -> Result<()> {
-    let server = ZkServer::start()?;
-    let mut c = Raw::connect(server.socket_addr(), 10_000).await?;
-    c.create("/mine", None, EPHEMERAL)
-        .await?
-        .map_err(anyhow::Error::msg)?;
-    let (session, passwd, zxid) = (c.session_id, c.passwd.clone(), c.last_zxid);
-    drop(c);
-    let mut again =
-        Raw::resume(server.socket_addr(), 10_000, session, passwd.clone(), zxid).await?;
-    assert_eq!(again.session_id, session);
-    let st = again
-        .exists("/mine", false)
-        .await?
-        .map_err(anyhow::Error::msg)?;
-    assert_eq!(st.ephemeral_owner, session);
-    let r = again
-        .call(Request::GetEphemerals(GetEphemeralsRequest {
-            prefix_path: "/".into(),
-        }))
-        .await?;
-    assert!(
-        matches!(&r.body, Response::GetEphemerals(e) if e.ephemerals == ["/mine"]),
-        "{r:?}"
-    );
-    // The session is usable on the new connection.
-    again
-        .create("/mine2", None, EPHEMERAL)
-        .await?
-        .map_err(anyhow::Error::msg)?;
+    bounded(async move {
+        let server = ZkServer::start()?;
+        let mut c = Raw::connect(server.socket_addr(), 10_000).await?;
+        c.create("/mine", None, EPHEMERAL)
+            .await?
+            .map_err(anyhow::Error::msg)?;
+        let (session, passwd, zxid) = (c.session_id, c.passwd.clone(), c.last_zxid);
+        drop(c);
+        let mut again =
+            Raw::resume(server.socket_addr(), 10_000, session, passwd.clone(), zxid).await?;
+        assert_eq!(again.session_id, session);
+        let st = again
+            .exists("/mine", false)
+            .await?
+            .map_err(anyhow::Error::msg)?;
+        assert_eq!(st.ephemeral_owner, session);
+        let r = again
+            .call(Request::GetEphemerals(GetEphemeralsRequest {
+                prefix_path: "/".into(),
+            }))
+            .await?;
+        assert!(
+            matches!(&r.body, Response::GetEphemerals(e) if e.ephemerals == ["/mine"]),
+            "{r:?}"
+        );
+        // The session is usable on the new connection.
+        again
+            .create("/mine2", None, EPHEMERAL)
+            .await?
+            .map_err(anyhow::Error::msg)?;
 
-    // A second connection for the same session takes it over; the first is closed.
-    let mut third = Raw::resume(server.socket_addr(), 10_000, session, passwd, 0).await?;
-    assert!(raw::closed_by_server(again.stream()).await?);
-    assert!(third.exists("/mine2", false).await?.is_ok());
+        // A second connection for the same session takes it over; the first is closed.
+        let mut third = Raw::resume(server.socket_addr(), 10_000, session, passwd, 0).await?;
+        assert!(raw::closed_by_server(again.stream()).await?);
+        assert!(third.exists("/mine2", false).await?.is_ok());
 
-    // zookeeper-client: same session id after reconnecting with the session info.
-    let zk = zk::Client::connector()
-        .with_detached()
-        .with_connection_timeout(Duration::from_secs(5))
-        .connect(&server.addr())
+        // zookeeper-client: same session id after reconnecting with the session info.
+        let zk = zk::Client::connector()
+            .with_detached()
+            .with_connection_timeout(Duration::from_secs(5))
+            .connect(&server.addr())
+            .await?;
+        let id = zk.session_id();
+        zk.create(
+            "/zkmine",
+            b"",
+            &zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all()),
+        )
         .await?;
-    let id = zk.session_id();
-    zk.create(
-        "/zkmine",
-        b"",
-        &zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all()),
-    )
-    .await?;
-    let info = zk.into_session();
-    let zk2 = zk::Client::connector()
-        .with_session(info)
-        .with_connection_timeout(Duration::from_secs(5))
-        .connect(&server.addr())
-        .await?;
-    assert_eq!(zk2.session_id(), id);
-    assert_eq!(
-        zk2.check_stat("/zkmine").await?.map(|s| s.ephemeral_owner),
-        Some(id.0)
-    );
-    Ok(())
+        let info = zk.into_session();
+        let zk2 = zk::Client::connector()
+            .with_session(info)
+            .with_connection_timeout(Duration::from_secs(5))
+            .connect(&server.addr())
+            .await?;
+        assert_eq!(zk2.session_id(), id);
+        assert_eq!(
+            zk2.check_stat("/zkmine").await?.map(|s| s.ephemeral_owner),
+            Some(id.0)
+        );
+        Ok(())
+    })
+    .await
 }
 
 #[tokio::test]
@@ -1914,6 +1943,27 @@ async fn set_watches_after_reconnect_fire_for_missed_changes() -> Result<()> {
             (EventType::NodeChildrenChanged.code(), "/same".to_owned()),
         ]
     );
+    // Java's NIO client renumbers setWatches with an ordinary xid: the reply echoes it.
+    let mut frame = bytes::BytesMut::new();
+    zk_proto::jute::Record::encode(
+        &zk_proto::jute::RequestHeader { xid: 77, op: 101 },
+        &mut frame,
+    );
+    zk_proto::jute::Record::encode(
+        &zk_proto::jute::SetWatches {
+            relative_zxid: c.last_zxid,
+            data_watches: vec!["/sw".into()],
+            exist_watches: vec![],
+            child_watches: vec![],
+        },
+        &mut frame,
+    );
+    raw::write_frame(c.stream(), &frame).await?;
+    let mut reply = raw::read_frame(c.stream())
+        .await?
+        .context("no setWatches reply")?;
+    let h = <zk_proto::jute::ReplyHeader as zk_proto::jute::Record>::decode(&mut reply)?;
+    assert_eq!((h.xid, h.err), (77, 0));
     Ok(())
 }
 
@@ -2935,6 +2985,7 @@ async fn max_client_connections_per_address() -> Result<()> {
 
 #[tokio::test]
 async fn auth_variants_and_who_am_i() -> Result<()> {
+    use zk_proto::jute::Record;
     let server = ZkServer::start()?;
     // (scheme, auth, error, whoAmI sorted: ZooKeeper keeps the ids in a hash set)
     let cases: [(&str, &[u8], i32, &[&str]); 8] = [
@@ -2947,6 +2998,22 @@ async fn auth_variants_and_who_am_i() -> Result<()> {
         ("sasl", b"x", AUTH_FAILED, &[]),
         ("DIGEST", b"a:b", AUTH_FAILED, &[]),
     ];
+    // The auth reply carries the request's xid: clients other than Java's do not use -4.
+    let mut c = Raw::connect(server.socket_addr(), 10_000).await?;
+    let mut frame = bytes::BytesMut::new();
+    zk_proto::jute::RequestHeader { xid: 55, op: 100 }.encode(&mut frame);
+    zk_proto::jute::AuthPacket {
+        auth_type: 0,
+        scheme: "digest".into(),
+        auth: Bytes::from_static(b"u:p"),
+    }
+    .encode(&mut frame);
+    raw::write_frame(c.stream(), &frame).await?;
+    let mut reply = raw::read_frame(c.stream())
+        .await?
+        .context("no auth reply")?;
+    let h = <zk_proto::jute::ReplyHeader as zk_proto::jute::Record>::decode(&mut reply)?;
+    assert_eq!((h.xid, h.zxid, h.err), (55, 0, 0));
     for (scheme, auth, want_err, want_who) in cases {
         let mut c = Raw::connect(server.socket_addr(), 10_000).await?;
         let err = c.auth(scheme, auth).await?;
@@ -3068,4 +3135,149 @@ async fn paths_with_nul() -> Result<()> {
     ];
     assert_eq!(got, want);
     Ok(())
+}
+
+#[tokio::test]
+async fn zookeeper_client_writes_and_errors() -> Result<()> {
+    bounded(async move {
+        let server = ZkServer::start_with(&["extendedTypesEnabled=true"])?;
+        let zk = client(&server).await?;
+        let (st, seq) = zk.create("/w", b"v", &open()).await?;
+        assert_eq!((st.version, st.data_length, seq.into_i64()), (0, 1, -1));
+        assert!(matches!(
+            zk.create("/w", b"", &open()).await,
+            Err(zk::Error::NodeExists)
+        ));
+        assert!(matches!(
+            zk.create("/nope/x", b"", &open()).await,
+            Err(zk::Error::NoNode)
+        ));
+        let seq_opts = zk::CreateMode::PersistentSequential.with_acls(zk::Acls::anyone_all());
+        let (_, s1) = zk.create("/w/q-", b"", &seq_opts).await?;
+        let (_, s2) = zk.create("/w/q-", b"", &seq_opts).await?;
+        assert_eq!(
+            (s1.into_i64(), s2.into_i64(), s2.to_string()),
+            (0, 1, "0000000001".to_owned())
+        );
+        let container = zk::CreateMode::Container.with_acls(zk::Acls::anyone_all());
+        let (st, _) = zk.create("/w/c", b"", &container).await?;
+        assert_eq!(st.ephemeral_owner, 0);
+        let ttl = zk::CreateMode::Persistent
+            .with_acls(zk::Acls::anyone_all())
+            .with_ttl(Duration::from_secs(60));
+        let (st, _) = zk.create("/w/t", b"", &ttl).await?;
+        assert_eq!(st.ephemeral_owner, 0);
+        let eph = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
+        let (st, _) = zk.create("/w/e", b"", &eph).await?;
+        assert_eq!(st.ephemeral_owner, zk.session_id().0);
+        assert!(matches!(
+            zk.create("/w/e/x", b"", &open()).await,
+            Err(zk::Error::NoChildrenForEphemerals)
+        ));
+
+        let st = zk.set_data("/w", b"new", Some(0)).await?;
+        assert_eq!(st.version, 1);
+        assert!(matches!(
+            zk.set_data("/w", b"x", Some(0)).await,
+            Err(zk::Error::BadVersion)
+        ));
+        assert!(matches!(
+            zk.delete("/w", None).await,
+            Err(zk::Error::NotEmpty)
+        ));
+        assert!(matches!(
+            zk.delete("/w/q-0000000000", Some(3)).await,
+            Err(zk::Error::BadVersion)
+        ));
+        zk.delete("/w/q-0000000000", Some(0)).await?;
+        zk.mkdir("/deep/er/still", &open()).await?;
+        assert!(zk.check_stat("/deep/er/still").await?.is_some());
+
+        // ACLs through the client: world read-only, then digest.
+        zk.create(
+            "/ro",
+            b"r",
+            &zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_read()),
+        )
+        .await?;
+        assert!(matches!(
+            zk.set_data("/ro", b"x", None).await,
+            Err(zk::Error::NoAuth)
+        ));
+        let other = client(&server).await?;
+        zk.auth("digest", b"alice:secret").await?;
+        zk.create(
+            "/mine",
+            b"m",
+            &zk::CreateMode::Persistent.with_acls(zk::Acls::creator_all()),
+        )
+        .await?;
+        assert!(matches!(
+            other.get_data("/mine").await,
+            Err(zk::Error::NoAuth)
+        ));
+        let st = zk
+            .set_acl(
+                "/mine",
+                &[zk::Acl::new(zk::Permission::READ, zk::AuthId::anyone())],
+                Some(0),
+            )
+            .await?;
+        assert_eq!(st.aversion, 1);
+        assert_eq!(other.get_data("/mine").await?.0, b"m");
+        assert!(matches!(
+            zk.set_acl("/mine", &[], None).await,
+            Err(zk::Error::InvalidAcl)
+        ));
+        let mut users = zk.list_auth_users().await?;
+        users.sort_by(|a, b| a.scheme().cmp(b.scheme()));
+        assert_eq!(
+            users,
+            [
+                zk::AuthUser::new("digest", "alice"),
+                zk::AuthUser::new("ip", "127.0.0.1")
+            ]
+        );
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn zookeeper_client_lock_recipe() -> Result<()> {
+    bounded(async move {
+        let server = ZkServer::start()?;
+        let a = client(&server).await?;
+        let b = client(&server).await?;
+        a.create("/locks", b"", &open()).await?;
+        let prefix = || zk::LockPrefix::new_curator("/locks", "lock-");
+        let first = a.lock(prefix()?, b"a", zk::Acls::anyone_all()).await?;
+        // b waits for the lock until a lets go.
+        let waiter = tokio::spawn(async move {
+            let guard = b.lock(prefix()?, b"b", zk::Acls::anyone_all()).await?;
+            let path = guard.lock_path().to_owned();
+            Ok::<_, anyhow::Error>((path, guard.into_owned()))
+        });
+        let mut children = a.list_children("/locks").await?;
+        for _ in 0..100 {
+            if children.len() == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            children = a.list_children("/locks").await?;
+        }
+        assert_eq!(children.len(), 2, "{children:?}");
+        assert!(!waiter.is_finished(), "b got the lock while a held it");
+        let first_path = first.lock_path().to_owned();
+        drop(first);
+        let (second_path, _b) = tokio::time::timeout(BACKGROUND, waiter).await???;
+        assert_ne!(first_path, second_path);
+        assert!(
+            second_path.starts_with("/locks/_c_") && second_path.ends_with("0000000001"),
+            "{second_path}"
+        );
+        assert!(a.check_stat(&first_path).await?.is_none());
+        Ok(())
+    })
+    .await
 }
