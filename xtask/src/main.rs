@@ -7,6 +7,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod chaos;
 mod cluster;
 mod interop;
 
@@ -30,6 +31,9 @@ enum Cmd {
     /// Benchmark a local ensemble (throughput, latency, failover, catch-up, restart,
     /// footprint), optionally side by side with Apache ZooKeeper (`--against apache`).
     Bench(bench::BenchArgs),
+    /// Faults (kill -9, SIGSTOP, partitions) under load on a local ensemble, then a
+    /// linearizability and convergence check of what the clients saw.
+    Chaos(chaos::ChaosArgs),
     /// Drive a local ensemble with kazoo and Apache's zkCli.sh and check the results.
     Interop(interop::InteropArgs),
 }
@@ -37,6 +41,7 @@ enum Cmd {
 fn main() -> Result<()> {
     match Cli::parse().cmd {
         Cmd::Ci => ci(),
+        Cmd::Chaos(args) => chaos::run(args),
         Cmd::Cluster(args) => cluster::run(args),
         Cmd::Interop(args) => interop::run(args),
         Cmd::Bench(args) => bench::run(args),
