@@ -68,6 +68,10 @@ pub struct ChaosArgs {
     /// Skip partitions even when iptables is usable.
     #[arg(long)]
     no_partitions: bool,
+    /// Read without `sync` first: ZooKeeper does not promise these are linearizable,
+    /// so a run with faults is expected to report stale reads (checks the checker).
+    #[arg(long)]
+    reads_without_sync: bool,
     /// Search steps allowed per register before the checker answers "undecided".
     #[arg(long, default_value_t = checker::MAX_STEPS)]
     max_steps: u64,
@@ -324,6 +328,7 @@ async fn drive(
         think: Duration::from_millis(10),
         started,
         until,
+        sync_reads: !args.reads_without_sync,
         stop: stop.clone(),
     };
     let mut tasks = Vec::new();

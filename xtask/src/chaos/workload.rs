@@ -79,6 +79,9 @@ pub struct WorkloadConfig {
     pub started: Instant,
     /// No operation starts after this.
     pub until: Instant,
+    /// Reads `sync` first (linearizable); without it a follower may answer stale data,
+    /// which the checker should then catch.
+    pub sync_reads: bool,
     /// Raised on SIGINT/SIGTERM: clients stop early.
     pub stop: Arc<AtomicBool>,
 }
@@ -197,7 +200,9 @@ pub async fn client_loop(
         let mut line = String::new();
         if roll < 40 {
             let res = call(t, async {
-                c.sync(&path).await?;
+                if cfg.sync_reads {
+                    c.sync(&path).await?;
+                }
                 c.get_data(&path, false).await
             })
             .await;
