@@ -1124,3 +1124,72 @@ async fn proposals_a_killed_leader_could_not_commit_end_the_same_on_every_node()
     .await;
     r.map_err(|e| e.context(ens.logs()))
 }
+
+// -- an observer ----------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observer_serves_reads_writes_and_watches_but_does_not_vote() -> Result<()> {
+    let mut ens = Ensemble::start_with_observers(4, 1)?;
+    let observer = 4;
+    let leader = ens.wait_for_leader(ensemble_support::ELECTION_TIMEOUT)?;
+    ensure!(leader != observer);
+    let r = bounded(async {
+        let voters: Vec<u32> = [1, 2, 3].into_iter().filter(|v| *v != leader).collect();
+        let on_obs = client_of(&ens, observer).await?;
+        let on_f = client_of(&ens, voters[0]).await?;
+        // A write through the observer is read on a follower after sync, and the reverse.
+        on_obs
+            .create("/obs", b"from observer", &persistent())
+            .await?;
+        on_f.sync("/obs").await?;
+        ensure!(on_f.get_data("/obs").await?.0 == b"from observer");
+        let (_, _, watcher) = on_obs.get_and_watch_data("/obs").await?;
+        on_f.set_data("/obs", b"from follower", None).await?;
+        let ev = event(watcher).await?;
+        ensure!(ev.event_type == zk::EventType::NodeDataChanged, "{ev:?}");
+        on_obs.sync("/obs").await?;
+        ensure!(on_obs.get_data("/obs").await?.0 == b"from follower");
+        // An ephemeral of an observer's session expires when it goes silent.
+        let mut silent = Raw::connect(ens.client_addr(observer), 1000).await?;
+        let created = silent.create("/obs/eph", Some(b"x"), 1).await?;
+        created.map_err(|e| anyhow::anyhow!("create failed: {e}"))?;
+        drop(silent);
+        eventually(
+            BACKGROUND,
+            "the observer's silent session expires",
+            || async {
+                on_f.sync("/obs").await?;
+                Ok(on_f.check_stat("/obs/eph").await?.is_none())
+            },
+        )
+        .await?;
+        drop(on_obs);
+        drop(on_f);
+        // Two of three voters gone: the observer and the last voter are two processes
+        // but no quorum, so neither serves.
+        ens.kill9(leader)?;
+        ens.kill9(voters[1])?;
+        eventually(BACKGROUND, "the observer stops serving", || {
+            let mode = ens.mode(observer);
+            async move { Ok(mode.as_deref() != Some("observer")) }
+        })
+        .await?;
+        tokio::time::sleep(Duration::from_millis(2000)).await;
+        for id in [observer, voters[0]] {
+            let mode = ens.mode(id);
+            ensure!(
+                !matches!(mode.as_deref(), Some("leader" | "follower" | "observer")),
+                "node {id} serves as {mode:?} without a quorum of voters"
+            );
+        }
+        // A voter back: service again, the observer too.
+        ens.restart(voters[1])?;
+        ens.wait_for_leader(BACKGROUND)?;
+        let c = client_of(&ens, observer).await?;
+        c.sync("/obs").await?;
+        ensure!(c.get_data("/obs").await?.0 == b"from follower");
+        Ok(())
+    })
+    .await;
+    r.map_err(|e| e.context(ens.logs()))
+}

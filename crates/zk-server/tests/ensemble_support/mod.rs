@@ -32,6 +32,8 @@ struct NodeProc {
     child: Option<Child>,
     /// Number of times the process was started (names its log file).
     starts: u32,
+    /// An observer (no vote) rather than a participant.
+    observer: bool,
 }
 
 /// What `srvr` says about a node.
@@ -98,7 +100,13 @@ impl Ensemble {
     /// Writes the configs of `n` nodes and starts them all (without waiting for a
     /// leader: see [`Ensemble::wait_for_leader`]).
     pub fn start(n: u32) -> Result<Ensemble> {
+        Self::start_with_observers(n, 0)
+    }
+
+    /// Like [`Ensemble::start`], the last `observers` of the `n` nodes being observers.
+    pub fn start_with_observers(n: u32, observers: u32) -> Result<Ensemble> {
         ensure!((1..=9).contains(&n), "1 to 9 nodes");
+        ensure!(observers < n, "at least one participant");
         let dir = tempfile::Builder::new()
             .prefix("zk-ensemble-")
             .tempdir()
@@ -117,6 +125,7 @@ impl Ensemble {
                 election_port: reserve_port(ip, &mut seed, &mut held)?,
                 child: None,
                 starts: 0,
+                observer: id > n - observers,
             });
         }
         drop(held);
@@ -190,10 +199,17 @@ impl Ensemble {
             node.ip,
             node.client_port
         );
+        if node.observer {
+            cfg.push_str("peerType=observer\n");
+        }
         for peer in &self.nodes {
             cfg.push_str(&format!(
-                "server.{}={}:{}:{}\n",
-                peer.id, peer.ip, peer.quorum_port, peer.election_port
+                "server.{}={}:{}:{}{}\n",
+                peer.id,
+                peer.ip,
+                peer.quorum_port,
+                peer.election_port,
+                if peer.observer { ":observer" } else { "" }
             ));
         }
         std::fs::write(dir.join("zoo.cfg"), cfg).context("writing zoo.cfg")
@@ -364,9 +380,14 @@ impl Ensemble {
                 .filter(|(_, m)| m.as_deref() == Some("leader"))
                 .map(|(id, _)| *id)
                 .collect();
-            let all_follow = modes
-                .iter()
-                .all(|(_, m)| matches!(m.as_deref(), Some("leader" | "follower")));
+            let all_follow = modes.iter().all(|(id, m)| {
+                let want = if self.node(*id).observer {
+                    &["observer"][..]
+                } else {
+                    &["leader", "follower"][..]
+                };
+                m.as_deref().is_some_and(|m| want.contains(&m))
+            });
             if leaders.len() == 1 && all_follow {
                 return Ok(leaders[0]);
             }
@@ -381,12 +402,17 @@ impl Ensemble {
         }
     }
 
-    /// Waits until node `id` serves as a follower.
+    /// Waits until node `id` serves as a follower (as an observer, if it is one).
     pub fn wait_following(&mut self, id: u32, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
+        let want = if self.node(id).observer {
+            "observer"
+        } else {
+            "follower"
+        };
         loop {
             self.check_alive()?;
-            if self.mode(id).as_deref() == Some("follower") {
+            if self.mode(id).as_deref() == Some(want) {
                 return Ok(());
             }
             if Instant::now() > deadline {
