@@ -1193,3 +1193,45 @@ async fn observer_serves_reads_writes_and_watches_but_does_not_vote() -> Result<
     .await;
     r.map_err(|e| e.context(ens.logs()))
 }
+
+// -- a session resumed on a follower that is losing its leader ----------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_resumed_on_a_follower_losing_its_leader_is_not_declared_expired() -> Result<()> {
+    let (ens, leader) = Ensemble::start_three()?;
+    let (f1, f2) = followers(&ens, leader);
+    let r = bounded(async {
+        let mut owner = Raw::connect(ens.client_addr(f2), 8000).await?;
+        let created = owner.create("/alive", Some(b"x"), 1).await?;
+        created.map_err(|e| anyhow::anyhow!("create failed: {e}"))?;
+        let (session, passwd, seen) = (owner.session_id, owner.passwd.clone(), owner.last_zxid);
+        // The leader freezes. The session moves to the other follower, which asks the
+        // frozen leader whether the session lives and gets no answer before it gives up
+        // on that leader: it must close the connection (try elsewhere), not call the
+        // session expired.
+        ens.pause(leader)?;
+        let req = raw::connect_request(8000, session, passwd.clone(), seen);
+        let (_, resp) = raw::handshake(ens.client_addr(f1), &req).await?;
+        ensure!(
+            resp.is_none(),
+            "a follower without an answer from its leader answered {resp:?}"
+        );
+        // The two followers elect a leader; the session is alive there, ephemeral and all.
+        let deadline = Instant::now() + BACKGROUND;
+        let mut moved = loop {
+            match Raw::resume(ens.client_addr(f1), 8000, session, passwd.clone(), seen).await {
+                Ok(m) => break m,
+                Err(e) if Instant::now() > deadline => return Err(e.context("resuming")),
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        };
+        ensure!(moved.session_id == session);
+        let stat = moved.exists("/alive", false).await?;
+        let stat = stat.map_err(|e| anyhow::anyhow!("exists failed: {e}"))?;
+        ensure!(stat.ephemeral_owner == session);
+        ens.resume(leader)?;
+        Ok(())
+    })
+    .await;
+    r.map_err(|e| e.context(ens.logs()))
+}
