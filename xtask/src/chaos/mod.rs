@@ -198,14 +198,15 @@ pub fn run(args: ChaosArgs) -> Result<()> {
             stop.store(true, Ordering::SeqCst);
         });
     }
-    let outcome = rt.block_on(drive(
-        &args,
-        seed,
-        &dir,
-        ens.clone(),
-        fw.clone(),
-        stop.clone(),
-    ));
+    // Bounded as a whole: the run, healing (90 s), the ephemeral wait and the checks.
+    let limit = args.duration + Duration::from_secs(600);
+    let outcome = rt.block_on(async {
+        let run = drive(&args, seed, &dir, ens.clone(), fw.clone(), stop.clone());
+        match tokio::time::timeout(limit, run).await {
+            Ok(r) => r,
+            Err(_) => Err(anyhow::anyhow!("the run did not finish within {limit:?}")),
+        }
+    });
     // Whatever happened: no rule stays, every node stops (the guards do it on drop too).
     fw.heal();
     rt.shutdown_timeout(Duration::from_secs(5));
@@ -365,6 +366,10 @@ async fn drive(
         .and_then(|r| r.ok())
         .unwrap_or_default();
     let run_s = started.elapsed().as_secs_f64();
+    // The history so far, in case a later step fails (rewritten with the final reads).
+    if let Ok(h) = history.lock() {
+        std::fs::write(dir.join("history.txt"), &h.log)?;
+    }
 
     let mut report = String::new();
     let mut violations: Vec<String> = Vec::new();
