@@ -72,6 +72,9 @@ pub struct ChaosArgs {
     /// so a run with faults is expected to report stale reads (checks the checker).
     #[arg(long)]
     reads_without_sync: bool,
+    /// Only check a `history.txt` left by an earlier run (no ensemble is started).
+    #[arg(long, value_name = "FILE")]
+    check_history: Option<PathBuf>,
     /// Search steps allowed per register before the checker answers "undecided".
     #[arg(long, default_value_t = checker::MAX_STEPS)]
     max_steps: u64,
@@ -140,6 +143,9 @@ pub fn run(args: ChaosArgs) -> Result<()> {
     }
     if args.keys == 0 || args.keys > 64 {
         bail!("--keys must be 1..=64");
+    }
+    if let Some(file) = &args.check_history {
+        return check_history_file(file, args.max_steps);
     }
     let seed = args.seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
@@ -666,9 +672,177 @@ async fn drive(
     Ok(report)
 }
 
+/// Parses one register line of `history.txt` into (key, operation); `None` for other
+/// lines (creates) and malformed ones.
+fn parse_history_line(line: &str) -> Option<(usize, Operation)> {
+    let mut w = line.split_whitespace();
+    let call: u64 = w.next()?.parse().ok()?;
+    let ret: u64 = w.next()?.parse().ok()?;
+    let who = w.next()?;
+    let client: u32 = match who.strip_prefix("final-node") {
+        Some(n) => 1000 + n.parse::<u32>().ok()?,
+        None => who.strip_prefix('c')?.parse().ok()?,
+    };
+    let kind = w.next()?;
+    let key: usize = w.next()?.strip_prefix('k')?.parse().ok()?;
+    let rest: Vec<&str> = w.collect();
+    let outcome = match rest
+        .iter()
+        .find(|t| matches!(**t, "ok" | "failed" | "unknown"))
+    {
+        Some(&"unknown") => Outcome::Unknown,
+        Some(&"failed") => Outcome::Failed,
+        _ => Outcome::Ok,
+    };
+    let at_version = |t: &str| t.strip_prefix('@').and_then(|v| v.parse::<i32>().ok());
+    let new_version = rest.last().and_then(|t| at_version(t));
+    let op = match kind {
+        "read" => {
+            if outcome != Outcome::Ok {
+                Op::Read {
+                    value: 0,
+                    version: 0,
+                }
+            } else {
+                let (value, version) = rest.get(1)?.split_once('@')?;
+                Op::Read {
+                    value: value.parse().ok()?,
+                    version: version.parse().ok()?,
+                }
+            }
+        }
+        "write" => Op::Write {
+            value: rest.first()?.parse().ok()?,
+            new_version,
+        },
+        "cas" => {
+            let (expected, value) = rest.first()?.split_once("->")?;
+            Op::Cas {
+                expected: expected.parse().ok()?,
+                value: value.parse().ok()?,
+                new_version,
+            }
+        }
+        _ => return None,
+    };
+    let ret = if outcome == Outcome::Unknown {
+        u64::MAX
+    } else {
+        ret
+    };
+    Some((
+        key,
+        Operation {
+            client,
+            call,
+            ret,
+            op,
+            outcome,
+        },
+    ))
+}
+
+/// `--check-history`: runs the checker over a saved history, per register.
+fn check_history_file(file: &Path, max_steps: u64) -> Result<()> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let mut per_key: BTreeMap<usize, Vec<Operation>> = BTreeMap::new();
+    for (key, op) in text.lines().filter_map(parse_history_line) {
+        per_key.entry(key).or_default().push(op);
+    }
+    let mut bad = 0;
+    for (key, ops) in &per_key {
+        let t = Instant::now();
+        let init = State {
+            value: 0,
+            version: 0,
+        };
+        let verdict = checker::check(ops, init, max_steps);
+        println!(
+            "{}: {} ops: {verdict:?} ({:.2} s)",
+            key_path(*key),
+            ops.len(),
+            t.elapsed().as_secs_f64()
+        );
+        if matches!(verdict, Verdict::NotLinearizable { .. }) {
+            bad += 1;
+        }
+    }
+    if bad > 0 {
+        bail!("{bad} registers are not linearizable");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn history_lines_parse_back_into_operations() {
+        let p = |l: &str| parse_history_line(l).map(|(k, o)| (k, o.client, o.op, o.outcome));
+        assert_eq!(
+            p("6982277 10906944 c5 read k1 -> 7@3"),
+            Some((
+                1,
+                5,
+                Op::Read {
+                    value: 7,
+                    version: 3
+                },
+                Outcome::Ok
+            ))
+        );
+        assert_eq!(
+            p("8480972 14768968 c1 cas k0 0->1000000001 ok @1"),
+            Some((
+                0,
+                1,
+                Op::Cas {
+                    expected: 0,
+                    value: 1000000001,
+                    new_version: Some(1)
+                },
+                Outcome::Ok
+            ))
+        );
+        assert_eq!(
+            p("25014369 27313382 c1 cas k2 0->1000000002 failed BadVersion").map(|x| x.3),
+            Some(Outcome::Failed)
+        );
+        let unknown = parse_history_line(
+            "3276847227 5789509867 c9 write k2 9000000219 unknown ConnectionLoss",
+        );
+        assert_eq!(
+            unknown.map(|(k, o)| (k, o.op, o.outcome, o.ret)),
+            Some((
+                2,
+                Op::Write {
+                    value: 9000000219,
+                    new_version: None
+                },
+                Outcome::Unknown,
+                u64::MAX
+            ))
+        );
+        assert_eq!(
+            p("63278519288 63279270904 final-node1 read k0 -> 3000002516@2024"),
+            Some((
+                0,
+                1001,
+                Op::Read {
+                    value: 3000002516,
+                    version: 2024
+                },
+                Outcome::Ok
+            ))
+        );
+        assert_eq!(
+            p("4678576 10464767 c10 create-seq ok /chaos/seq/s-0000000000"),
+            None
+        );
+        assert_eq!(p("garbage"), None);
+    }
 
     #[test]
     fn durations_parse_with_units_and_are_bounded() {
