@@ -356,6 +356,36 @@ impl Ensemble {
         }
     }
 
+    /// Nodes that exited on their own since they were started, with how (the child is
+    /// reaped and its slot emptied, so [`start`](Self::start) can run it again).
+    pub fn exited(&mut self) -> Vec<String> {
+        let mut out = Vec::new();
+        for id in 1..=NODES {
+            let Some(slot) = self.slot_mut(id) else {
+                continue;
+            };
+            let status = match slot.as_mut().map(Child::try_wait) {
+                Some(Ok(Some(status))) => status,
+                _ => continue,
+            };
+            if let Some(child) = slot.take() {
+                let pid = child.id();
+                live_pids().retain(|p| *p != pid);
+            }
+            out.push(format!("node {id} exited ({status})"));
+        }
+        out
+    }
+
+    /// Starts every node that is not running and waits for the ensemble to be whole.
+    pub fn heal(&mut self, limit: Duration) -> Result<()> {
+        let _ = self.exited();
+        for id in 1..=NODES {
+            self.start(id)?;
+        }
+        self.wait_ready(limit)
+    }
+
     /// Kills every node.
     pub fn shutdown(&mut self) {
         for id in 1..=NODES {

@@ -206,16 +206,23 @@ pub fn run(args: BenchArgs) -> Result<()> {
             ));
             match r {
                 Ok(r) => {
-                    bar.println(format!(
-                        "{:>6} {:<16} {:>9.0} ops/s  p50 {:>7.2} ms  p99 {:>7.2} ms  p99.9 {:>7.2} ms{}",
-                        ens.system.name(),
-                        w.label(),
-                        r.ops_per_s,
-                        r.p50_us / 1000.0,
-                        r.p99_us / 1000.0,
-                        r.p999_us / 1000.0,
-                        if r.errors > 0 { format!("  {} errors", r.errors) } else { String::new() }
-                    ));
+                    say(
+                        &bar,
+                        format!(
+                            "{:>6} {:<16} {:>9.0} ops/s  p50 {:>7.2} ms  p99 {:>7.2} ms  p99.9 {:>7.2} ms{}",
+                            ens.system.name(),
+                            w.label(),
+                            r.ops_per_s,
+                            r.p50_us / 1000.0,
+                            r.p99_us / 1000.0,
+                            r.p999_us / 1000.0,
+                            if r.errors > 0 {
+                                format!("  {} errors", r.errors)
+                            } else {
+                                String::new()
+                            }
+                        ),
+                    );
                     m.workloads.push((*w, r));
                 }
                 Err(e) => failures.push(format!("{} {}: {e:#}", ens.system.name(), w.label())),
@@ -236,22 +243,18 @@ pub fn run(args: BenchArgs) -> Result<()> {
             bar.set_message(format!("{name}: failover {}/{failovers}", rep + 1));
             match runtime.block_on(scenarios::failover(ens, k.clone())) {
                 Ok(f) => {
-                    bar.println(format!(
-                        "{name:>6} failover {}: first write ok after {:.0} ms, new leader after {:.0} ms",
-                        rep + 1,
-                        f.write_ms,
-                        f.leader_ms
-                    ));
+                    say(
+                        &bar,
+                        format!(
+                            "{name:>6} failover {}: first write ok after {:.0} ms, new leader after {:.0} ms",
+                            rep + 1,
+                            f.write_ms,
+                            f.leader_ms
+                        ),
+                    );
                     m.failovers.push(f);
                 }
-                Err(e) => {
-                    failures.push(format!("{name} failover {}: {e:#}", rep + 1));
-                    // Leave the ensemble whole for what follows.
-                    for id in 1..=NODES {
-                        let _ = ens.start(id);
-                    }
-                    let _ = ens.wait_ready(wait);
-                }
+                Err(e) => failures.push(failed(ens, &format!("failover {}", rep + 1), &e, wait)),
             }
             bar.inc(1);
         }
@@ -267,10 +270,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
         bar.set_message(format!("{name}: catch-up after {catch_up_txns} txns"));
         match runtime.block_on(scenarios::catch_up(ens, k.clone(), catch_up_txns)) {
             Ok(s) => {
-                bar.println(format!("{name:>6} catch-up: in sync {s:.2} s after start"));
+                say(
+                    &bar,
+                    format!("{name:>6} catch-up: in sync {s:.2} s after start"),
+                );
                 m.catch_up_s = Some(s);
             }
-            Err(e) => failures.push(format!("{name} catch-up: {e:#}")),
+            Err(e) => failures.push(failed(ens, "catch-up", &e, wait)),
         }
         bar.inc(1);
     }
@@ -284,15 +290,18 @@ pub fn run(args: BenchArgs) -> Result<()> {
         bar.set_message(format!("{name}: {znodes} znodes, RSS, restart"));
         match runtime.block_on(scenarios::big_db(ens, znodes)) {
             Ok(b) => {
-                bar.println(format!(
-                    "{name:>6} {znodes} znodes: RSS {:?} MiB; restart: serving after {:.2} s, in sync after {:.2} s",
-                    b.rss_mib.iter().map(|r| r.round()).collect::<Vec<_>>(),
-                    b.serve_s,
-                    b.synced_s
-                ));
+                say(
+                    &bar,
+                    format!(
+                        "{name:>6} {znodes} znodes: RSS {:?} MiB; restart: serving after {:.2} s, in sync after {:.2} s",
+                        b.rss_mib.iter().map(|r| r.round()).collect::<Vec<_>>(),
+                        b.serve_s,
+                        b.synced_s
+                    ),
+                );
                 m.big = Some(b);
             }
-            Err(e) => failures.push(format!("{name} restart/footprint: {e:#}")),
+            Err(e) => failures.push(failed(ens, "restart/footprint", &e, wait)),
         }
         bar.inc(1);
     }
@@ -330,6 +339,29 @@ pub fn run(args: BenchArgs) -> Result<()> {
     println!("{md}");
     println!("wrote {} and {}", md_path.display(), svg_path.display());
     Ok(())
+}
+
+/// Describes a failed step (with the nodes that died during it) and makes the ensemble
+/// whole again for the steps that follow.
+fn failed(ens: &mut Ensemble, step: &str, e: &anyhow::Error, wait: Duration) -> String {
+    let exited = ens.exited();
+    let mut text = format!("{} {step}: {e:#}", ens.system.name());
+    if !exited.is_empty() {
+        text.push_str(&format!(" [{}]", exited.join("; ")));
+    }
+    if let Err(e) = ens.heal(wait) {
+        text.push_str(&format!(" [could not restart the ensemble: {e:#}]"));
+    }
+    text
+}
+
+/// Prints a result line above the progress bar (on stderr when there is no terminal).
+fn say(bar: &ProgressBar, line: String) {
+    if bar.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        bar.println(line);
+    }
 }
 
 /// Indices `0..n`, rotated by `round` so each system goes first in turn.

@@ -167,17 +167,18 @@ impl Report {
             } else {
                 "–".into()
             };
-            let errors = if o.errors > 0 {
-                format!(" ({} errors)", o.errors)
-            } else {
-                String::new()
+            let errors = |r: Option<LoadResult>| match r {
+                Some(r) if r.errors > 0 => format!(" ({} errors)", r.errors),
+                _ => String::new(),
             };
             let _ = writeln!(
                 s,
-                "| {} | {}{errors} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {}{} | {}{} | {} | {} | {} | {} | {} | {} |",
                 w.label(),
                 num(oo, 0),
+                errors(Some(*o)),
                 num(ao, 0),
+                errors(a),
                 ratio(oo, ao),
                 throughput_bar(w).map_or("–".into(), |b| b.check(oo, ao)),
                 lat(Some(*o)),

@@ -177,9 +177,10 @@ pub async fn catch_up(ens: &mut Ensemble, keys: Arc<Vec<String>>, txns: u64) -> 
         .filter(|id| *id != follower)
         .map(|id| ens.client_addr(id))
         .collect();
-    load::write_count(&others, 8, 16, txns, keys, None).await?;
+    let written = load::write_count(&others, 8, 16, txns, keys, None).await;
     let started = Instant::now();
     ens.start(follower)?;
+    written?;
     let synced = tokio::task::block_in_place(|| wait_synced(ens, follower, leader))?;
     Ok((synced - started).as_secs_f64())
 }
