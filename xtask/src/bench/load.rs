@@ -309,11 +309,17 @@ pub async fn write_count(
     }
     let next = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
+    let first_error: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
     let mut tasks = Vec::new();
     for client in &clients {
         for _ in 0..in_flight {
-            let (client, keys, next, failed) =
-                (client.clone(), keys.clone(), next.clone(), failed.clone());
+            let (client, keys, next, failed, first_error) = (
+                client.clone(),
+                keys.clone(),
+                next.clone(),
+                failed.clone(),
+                first_error.clone(),
+            );
             let parent = create_parent.map(str::to_owned);
             tasks.push(tokio::spawn(async move {
                 let value = [b'y'; VALUE_BYTES];
@@ -340,8 +346,12 @@ pub async fn write_count(
                                 .map(|_| ())
                         }
                     };
-                    if r.is_err() {
-                        failed.fetch_add(1, Ordering::Relaxed);
+                    if let Err(e) = r {
+                        if failed.fetch_add(1, Ordering::Relaxed) == 0 {
+                            *first_error.lock().unwrap_or_else(|p| p.into_inner()) =
+                                Some(e.to_string());
+                        }
+                        tokio::time::sleep(ERROR_PAUSE).await;
                     }
                 }
             }));
@@ -355,7 +365,15 @@ pub async fn write_count(
     }
     let failed = failed.load(Ordering::Relaxed);
     if failed > 100 {
-        anyhow::bail!("{failed} writes failed");
+        let first = first_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .unwrap_or_default();
+        anyhow::bail!(
+            "{failed} of {} writes failed (the first with: {first})",
+            next.load(Ordering::Relaxed).min(count)
+        );
     }
     Ok(())
 }
