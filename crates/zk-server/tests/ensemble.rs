@@ -1235,3 +1235,62 @@ async fn session_resumed_on_a_follower_losing_its_leader_is_not_declared_expired
     .await;
     r.map_err(|e| e.context(ens.logs()))
 }
+
+// -- many sessions through a leader change ----------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_session_survives_a_leader_kill() -> Result<()> {
+    let (mut ens, leader) = Ensemble::start_three()?;
+    let r = bounded(async {
+        let setup = client_of(&ens, leader).await?;
+        setup.create("/many", b"", &persistent()).await?;
+        drop(setup);
+        // 30 sessions of 4 s made on the three servers in turn, one ephemeral each (by
+        // detached clients, so that dropping them leaves the sessions open), then each
+        // taken over by a client that knows every server.
+        let mut movers = Vec::new();
+        for i in 0..30u32 {
+            let id = ens.ids()[(i % 3) as usize];
+            let first = zk::Client::connector()
+                .with_detached()
+                .with_connection_timeout(Duration::from_secs(2))
+                .with_session_timeout(Duration::from_secs(4))
+                .connect(&ens.connect_string(&[id]))
+                .await?;
+            first
+                .create(&format!("/many/e{i:02}"), b"", &ephemeral())
+                .await?;
+            let session = first.session().clone();
+            drop(first);
+            let moved = zk::Client::connector()
+                .with_session(session)
+                .with_connection_timeout(Duration::from_secs(2))
+                .with_session_timeout(Duration::from_secs(4))
+                .connect(&ens.connect_string_all())
+                .await
+                .with_context(|| format!("taking over session {i}"))?;
+            movers.push((i, moved));
+        }
+        ens.kill9(leader)?;
+        ens.wait_for_leader(BACKGROUND)?;
+        // Longer than a session timeout after the failover: every session lives and
+        // every ephemeral is on both live nodes.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        for (i, c) in &movers {
+            let stat = c
+                .check_stat(&format!("/many/e{i:02}"))
+                .await
+                .with_context(|| format!("session {i}"))?;
+            ensure!(stat.is_some_and(|s| s.ephemeral_owner == c.session_id().0));
+        }
+        for id in ens.others(leader) {
+            let c = client_of(&ens, id).await?;
+            c.sync("/many").await?;
+            let n = c.list_children("/many").await?.len();
+            ensure!(n == 30, "node {id} lists {n} ephemerals");
+        }
+        Ok(())
+    })
+    .await;
+    r.map_err(|e| e.context(ens.logs()))
+}
