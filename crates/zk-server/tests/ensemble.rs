@@ -1,11 +1,13 @@
 //! A real three-node ensemble of `zk-server` processes (node `i` on `127.0.0.i`, ports
 //! picked here, `tickTime` 500 ms) driven by an independent client, the
-//! `zookeeper-client` crate: writes through followers, `sync`, sequential names across
-//! servers, ephemerals and session expiry decided by the leader, clients that move to
-//! another server when theirs dies, a leader killed under a write load, a node that
-//! catches up after a restart, watches fired on a follower, and a client refused by a
-//! server that is behind what it has seen. Every test is bounded in time and kills its
-//! processes when it ends.
+//! `zookeeper-client` crate (and the raw jute client of `common/` where the wire matters):
+//! writes through followers and `sync`, sequential names across servers, ephemerals and
+//! session expiry decided by the leader, clients that move to another server when theirs
+//! dies or freezes, a leader killed (or frozen) under a write load, nodes that catch up
+//! after a restart (DIFF, SNAP, TRUNC, across epochs, with large values), watches fired
+//! on a follower, quorum loss, whole-ensemble restarts, an observer, and a client refused
+//! by a server that is behind what it has seen. Every test is bounded in time and kills
+//! its processes when it ends (`ZK_ENSEMBLE_KEEP=1` keeps their files).
 
 mod common;
 mod ensemble_support;
