@@ -19,6 +19,8 @@ const MAX_SAMPLES_PER_TASK: usize = 2_000_000;
 pub const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest wait for one request; a request that takes longer counts as an error.
 const OP_TIMEOUT: Duration = Duration::from_secs(15);
+/// Runs started by this process (names the znodes each run creates).
+static RUNS: AtomicU64 = AtomicU64::new(0);
 /// Pause after a failed request, so a broken connection is not spun on.
 const ERROR_PAUSE: Duration = Duration::from_millis(2);
 
@@ -213,6 +215,8 @@ pub async fn run(
             .to_string();
         clients.push(connect(&addr, workload.in_flight).await?);
     }
+    // Every run creates under names of its own, so no create collides with an earlier one.
+    let run = RUNS.fetch_add(1, Ordering::Relaxed);
     let errors = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let measure_from = start + warmup;
@@ -223,7 +227,7 @@ pub async fn run(
             let client = client.clone();
             let keys = keys.clone();
             let errors = errors.clone();
-            let parent = format!("{create_parent}/s{s}t{t}-");
+            let parent = format!("{create_parent}/r{run}s{s}t{t}-");
             let mut rng = Rng::new((s as u64) << 20 | t as u64);
             tasks.push(tokio::spawn(async move {
                 let value = [b'x'; VALUE_BYTES];
