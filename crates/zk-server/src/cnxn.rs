@@ -238,6 +238,15 @@ pub async fn handle(
             )));
         }
         shared.attach(session, handle);
+        // The node may have stopped serving (and closed every connection) while this
+        // one was being revalidated: do not leave it attached to a node that is not
+        // serving.
+        if !shared.role().is_serving() {
+            shared.detach(session, conn_id);
+            return Err(CnxnError::Closed(
+                "stopped serving during the handshake".into(),
+            ));
+        }
         session
     };
     let answer = ConnectResponse {
