@@ -17,9 +17,8 @@ use zk_proto::jute::{ReplyPacket, Response, SyncResponse};
 use zk_proto::txn::TxnEntry;
 use zk_storage::log::TxnLog;
 
-use crate::prep::{Prep, PrepInput, PrepOptions, SessionCheck};
+use crate::prep::{Prep, PrepInput, PrepOptions};
 use crate::server::{Outbound, Shared};
-use crate::session::SessionTracker;
 use crate::snapshots::Snapshotter;
 
 /// At most this many requests are prepped and committed in one turn.
@@ -43,27 +42,6 @@ pub enum WriteOp {
 
 /// Where connections send their writes.
 pub type Submitter = mpsc::Sender<WriteOp>;
-
-/// The leader-side session checks of the prep stage, on the shared tracker.
-struct Tracker<'a>(&'a std::sync::Mutex<SessionTracker>, u64);
-
-impl SessionCheck for Tracker<'_> {
-    fn check_session(&mut self, session: i64) -> Result<(), ErrorCode> {
-        let t = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        match t.session(session) {
-            Some(info) if !info.closing => Ok(()),
-            _ => Err(ErrorCode::SessionExpired),
-        }
-    }
-    fn track_session(&mut self, session: i64, timeout_ms: i32) {
-        let mut t = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        t.track_session(session, timeout_ms.max(0) as u32, self.1);
-    }
-    fn set_closing(&mut self, session: i64) {
-        let mut t = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        t.set_closing(session);
-    }
-}
 
 /// Wall-clock ms since the epoch: the time written into txn headers.
 pub fn now_ms() -> i64 {
@@ -139,7 +117,7 @@ pub fn run_standalone<L: TxnLog>(
         let mut items = Vec::with_capacity(buf.len());
         {
             let tree = shared.tree();
-            let mut sessions = Tracker(shared.sessions_mutex(), shared.now_ms());
+            let mut sessions: &Shared = &shared;
             for op in buf.drain(..) {
                 match op {
                     WriteOp::Prep(input) => {
@@ -215,9 +193,11 @@ pub fn run_standalone<L: TxnLog>(
             applied
         };
         let tree = shared.tree();
-        storage.snapshots.applied(applied, &tree, &mut storage.log);
+        storage
+            .snapshots
+            .applied(applied, &tree, Some(&mut storage.log));
     }
-    storage.snapshots.finish(&mut storage.log);
+    storage.snapshots.finish(Some(&mut storage.log));
     Ok(())
 }
 

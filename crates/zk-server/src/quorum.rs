@@ -41,7 +41,7 @@ use crate::config::{Config, LearnerType};
 use crate::metrics::{LeaderStatusFeed, ZabState};
 use crate::node::NodeError;
 use crate::pipeline::{self, WriteOp, now_ms};
-use crate::prep::{Prep, PrepInput, PrepOptions, SessionCheck};
+use crate::prep::{Prep, PrepInput, PrepOptions};
 use crate::server::{Revalidation, Role, Shared, Validity};
 use crate::snapshots::Snapshotter;
 
@@ -152,7 +152,8 @@ impl StateMachine for ServerMachine {
         let entry = decode(txn.zxid, &txn.data)?;
         self.shared.apply_committed(std::slice::from_ref(&entry))?;
         let tree = self.shared.tree();
-        self.snapshots.applied(1, &tree, &mut NoLog);
+        // The Zab driver owns the log: only snapshots are purged here.
+        self.snapshots.applied(1, &tree, None);
         Ok(())
     }
 
@@ -186,51 +187,6 @@ impl StateMachine for ServerMachine {
             .map_err(|e| MachineError::Snapshot(e.to_string()))?;
         *self.shared.tree_mut() = tree;
         Ok(())
-    }
-}
-
-/// Snapshot purge without log purge (the driver owns the log).
-struct NoLog;
-
-impl TxnLog for NoLog {
-    fn append(&mut self, _: Zxid, _: &[u8]) -> Result<(), zk_storage::log::LogError> {
-        Ok(())
-    }
-    fn append_batch(&mut self, _: &[(Zxid, &[u8])]) -> Result<(), zk_storage::log::LogError> {
-        Ok(())
-    }
-    fn sync(&mut self) -> Result<Option<Zxid>, zk_storage::log::LogError> {
-        Ok(None)
-    }
-    fn durable_zxid(&self) -> Option<Zxid> {
-        None
-    }
-    fn last_zxid(&self) -> Result<Option<Zxid>, zk_storage::log::LogError> {
-        Ok(None)
-    }
-    fn first_zxid(&self) -> Result<Option<Zxid>, zk_storage::log::LogError> {
-        Ok(None)
-    }
-    fn get(
-        &self,
-        _: Zxid,
-    ) -> Result<Option<zk_storage::log::LogRecord>, zk_storage::log::LogError> {
-        Ok(None)
-    }
-    fn read_from(
-        &self,
-        _: Zxid,
-    ) -> Result<zk_storage::log::LogIter<'_>, zk_storage::log::LogError> {
-        Ok(Box::new(std::iter::empty()))
-    }
-    fn truncate_after(&mut self, _: Zxid) -> Result<u64, zk_storage::log::LogError> {
-        Ok(0)
-    }
-    fn purge_before(&mut self, _: Zxid) -> Result<u64, zk_storage::log::LogError> {
-        Ok(0)
-    }
-    fn location(&self) -> String {
-        "none".into()
     }
 }
 
@@ -589,27 +545,6 @@ fn stop_signal(shutdown: &watch::Receiver<bool>) -> impl std::future::Future<Out
     }
 }
 
-/// The leader-side session checks of the prep stage.
-struct Tracker<'a>(&'a Shared);
-
-impl SessionCheck for Tracker<'_> {
-    fn check_session(&mut self, session: i64) -> Result<(), zk_proto::data::ErrorCode> {
-        match self.0.sessions().session(session) {
-            Some(info) if !info.closing => Ok(()),
-            _ => Err(zk_proto::data::ErrorCode::SessionExpired),
-        }
-    }
-    fn track_session(&mut self, session: i64, timeout_ms: i32) {
-        let now = self.0.now_ms();
-        self.0
-            .sessions()
-            .track_session(session, timeout_ms.max(0) as u32, now);
-    }
-    fn set_closing(&mut self, session: i64) {
-        self.0.sessions().set_closing(session);
-    }
-}
-
 /// Turns a forwarded request back into a prep input (or a sync).
 fn from_forwarded(req: &ForwardedRequest) -> Option<WriteOp> {
     let auth: Vec<Id> = req
@@ -816,7 +751,7 @@ async fn leader_processor(
                     zxid += 1;
                     let entry = {
                         let tree = shared.tree();
-                        prep.prep(&tree, &mut Tracker(&shared), &input, zxid, now_ms())
+                        prep.prep(&tree, &mut &*shared, &input, zxid, now_ms())
                     };
                     // The reply goes out when the txn is applied; the commit handle
                     // is not needed.

@@ -515,11 +515,6 @@ impl Shared {
         lock(&self.sessions)
     }
 
-    /// The session tracker's mutex (for the prep stage's session checks).
-    pub fn sessions_mutex(&self) -> &Mutex<SessionTracker> {
-        &self.sessions
-    }
-
     /// The watch manager.
     pub fn watches(&self) -> MutexGuard<'_, WatchManager> {
         lock(&self.watches)
@@ -1072,6 +1067,25 @@ impl Shared {
             self.watches().add_child_watch(session, path);
         }
         Ok((children, node.stat()))
+    }
+}
+
+/// The prep stage's session checks, on the tracker of the session authority (a
+/// standalone server or the leader).
+impl crate::prep::SessionCheck for &Shared {
+    fn check_session(&mut self, session: i64) -> Result<(), ErrorCode> {
+        match self.sessions().session(session) {
+            Some(info) if !info.closing => Ok(()),
+            _ => Err(ErrorCode::SessionExpired),
+        }
+    }
+    fn track_session(&mut self, session: i64, timeout_ms: i32) {
+        let now = self.now_ms();
+        self.sessions()
+            .track_session(session, timeout_ms.max(0) as u32, now);
+    }
+    fn set_closing(&mut self, session: i64) {
+        self.sessions().set_closing(session);
     }
 }
 

@@ -58,8 +58,9 @@ impl Snapshotter {
     }
 
     /// Counts `n` applied txns; starts a background snapshot of `tree` when due, and
-    /// finishes (purging old snapshots and log records in `log`) one that has completed.
-    pub fn applied(&mut self, n: u64, tree: &DataTree, log: &mut dyn TxnLog) {
+    /// finishes (purging old snapshots, and log records in `log` when given) one that has
+    /// completed.
+    pub fn applied(&mut self, n: u64, tree: &DataTree, log: Option<&mut dyn TxnLog>) {
         self.since += n;
         self.poll(log);
         if self.since >= self.next_after && self.job.is_none() {
@@ -92,7 +93,7 @@ impl Snapshotter {
         }
     }
 
-    fn poll(&mut self, log: &mut dyn TxnLog) {
+    fn poll(&mut self, log: Option<&mut dyn TxnLog>) {
         if !self.job.as_ref().is_some_and(|(_, h)| h.is_finished()) {
             return;
         }
@@ -115,16 +116,17 @@ impl Snapshotter {
         }
     }
 
-    /// Keeps the newest `retain` snapshots and the log records they need.
-    pub fn purge(&mut self, log: &mut dyn TxnLog) {
+    /// Keeps the newest `retain` snapshots and, when `log` is given, the log records they
+    /// need.
+    pub fn purge(&mut self, log: Option<&mut dyn TxnLog>) {
         match self.store.purge(self.retain) {
             Ok(p) => {
-                let removed_records = match p.oldest_retained() {
-                    Some(oldest) => log.purge_before(oldest).unwrap_or_else(|e| {
+                let removed_records = match (p.oldest_retained(), log) {
+                    (Some(oldest), Some(log)) => log.purge_before(oldest).unwrap_or_else(|e| {
                         tracing::warn!(error = %e, "could not purge the log");
                         0
                     }),
-                    None => 0,
+                    _ => 0,
                 };
                 if !p.removed.is_empty() || removed_records > 0 {
                     tracing::info!(
@@ -139,7 +141,7 @@ impl Snapshotter {
     }
 
     /// Waits for a running snapshot (shutdown).
-    pub fn finish(&mut self, log: &mut dyn TxnLog) {
+    pub fn finish(&mut self, log: Option<&mut dyn TxnLog>) {
         if let Some((_, h)) = &self.job {
             while !h.is_finished() {
                 std::thread::sleep(std::time::Duration::from_millis(5));
