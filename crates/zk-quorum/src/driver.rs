@@ -132,6 +132,10 @@ pub struct NodeStatus {
     /// Leader: forwarded `sync`s waiting for earlier proposals to commit
     /// (`zk_pending_syncs`).
     pub pending_syncs: usize,
+    /// Learner: how the leader synchronised this node in the current run (DIFF, TRUNC or
+    /// SNAP), set when the learner accepts the leader's DIFF / TRUNC / SNAP packet; `None`
+    /// before that and on a leader. Also logged as `synchronised by the leader`.
+    pub sync_mode: Option<SyncMode>,
 }
 
 /// Why a driver returned.
@@ -177,6 +181,15 @@ impl<L: TxnLog, E: EpochStore, M: StateMachine> NodeStorage<L, E, M> {
             incoming: Vec::new(),
             appended: false,
         }
+    }
+
+    /// Sets the size in bytes of the durable snapshot the state machine came from. A
+    /// leader weighs it against the txns a learner misses to choose between a DIFF from
+    /// its on-disk log and a SNAP (`Config::snapshot_size_percent`); while it is 0 (the
+    /// default) a learner behind the in-memory window always gets a SNAP.
+    pub fn with_snapshot_bytes(mut self, bytes: u64) -> Self {
+        self.snapshot_bytes = bytes;
+        self
     }
 
     fn last_logged(&self) -> Result<Zxid, DriverError> {
@@ -880,6 +893,7 @@ where
             // Server traffic goes out only while at least this much of the queue is free.
             room: send_queue.div_ceil(2),
         };
+        run.status.send_modify(|s| s.sync_mode = None);
         if let Some(reason) = run.execute(first)? {
             return Ok(reason);
         }
@@ -934,6 +948,7 @@ where
             loop {
                 while let Some(input) = inputs.pop_front() {
                     let out = core.step(input);
+                    run.note_sync_mode(&core);
                     if let Some(reason) = run.execute(out)? {
                         return Ok(reason);
                     }
@@ -1064,6 +1079,25 @@ struct LearnerRun<'a, L, E, M> {
 }
 
 impl<L: TxnLog, E: EpochStore, M: StateMachine> LearnerRun<'_, L, E, M> {
+    /// Publishes the sync mode once the core has accepted the leader's DIFF / TRUNC / SNAP.
+    fn note_sync_mode(&self, core: &LearnerCore) {
+        let LearnerPhase::Syncing(mode) = core.phase() else {
+            return;
+        };
+        self.status.send_if_modified(|s| {
+            if s.sync_mode == Some(mode) {
+                return false;
+            }
+            info!(
+                leader = self.leader,
+                mode = mode.name(),
+                "synchronised by the leader"
+            );
+            s.sync_mode = Some(mode);
+            true
+        });
+    }
+
     fn on_request(&mut self, core: &mut LearnerCore, op: LearnerOp) {
         match op {
             LearnerOp::Touch(touch) => {
