@@ -5,6 +5,8 @@
 //! present, op and error codes typed, and the op code of the header checked against the
 //! body. Convert with `TryFrom<pb::…>` (a typed [`TxnDecodeError`], never a panic) and
 //! `From<…> for pb::…`; [`TxnEntry::encode`] / [`TxnEntry::decode`] go to and from bytes.
+//! Znode data is an `Option`: `None` is ZooKeeper's null data (a jute buffer of length
+//! −1), which reads back as null, unlike `Some(vec![])`.
 //!
 //! ```
 //! use zk_proto::data::{Acl, OpCode};
@@ -12,7 +14,7 @@
 //!
 //! let entry = TxnEntry {
 //!     header: TxnHeader { client_id: 7, cxid: 1, zxid: 0x1_0000_0001, time: 1_700_000_000_000, op: OpCode::Create2 },
-//!     txn: Txn::Create { path: "/a".into(), data: b"x".to_vec(), acl: Acl::open_unsafe(),
+//!     txn: Txn::Create { path: "/a".into(), data: Some(b"x".to_vec()), acl: Acl::open_unsafe(),
 //!         ephemeral: false, parent_cversion: 1 },
 //! };
 //! let bytes = entry.encode();
@@ -50,6 +52,9 @@ pub enum TxnDecodeError {
         /// The kind of body found.
         body: &'static str,
     },
+    /// Null data flagged together with data bytes.
+    #[error("txn {0} has null data and data bytes")]
+    NullWithBytes(&'static str),
     /// A multi inside a multi (ZooKeeper has none).
     #[error("nested multi txn")]
     NestedMulti,
@@ -86,8 +91,8 @@ pub enum Txn {
     Create {
         /// Full path, sequence suffix included.
         path: String,
-        /// Initial data.
-        data: Vec<u8>,
+        /// Initial data. `None` is null data.
+        data: Option<Vec<u8>>,
         /// ACL of the new node.
         acl: Vec<Acl>,
         /// Owned by the session of the header.
@@ -99,8 +104,8 @@ pub enum Txn {
     CreateContainer {
         /// Full path.
         path: String,
-        /// Initial data.
-        data: Vec<u8>,
+        /// Initial data. `None` is null data.
+        data: Option<Vec<u8>>,
         /// ACL of the new node.
         acl: Vec<Acl>,
         /// The parent's stored cversion after this create.
@@ -110,8 +115,8 @@ pub enum Txn {
     CreateTtl {
         /// Full path, sequence suffix included.
         path: String,
-        /// Initial data.
-        data: Vec<u8>,
+        /// Initial data. `None` is null data.
+        data: Option<Vec<u8>>,
         /// ACL of the new node.
         acl: Vec<Acl>,
         /// The parent's stored cversion after this create.
@@ -128,8 +133,8 @@ pub enum Txn {
     SetData {
         /// Path of the node.
         path: String,
-        /// New data.
-        data: Vec<u8>,
+        /// New data. `None` is null data.
+        data: Option<Vec<u8>>,
         /// The node's new version.
         version: i32,
     },
@@ -287,6 +292,27 @@ fn acl_from_pb(acl: Vec<pb::Acl>) -> Result<Vec<Acl>, TxnDecodeError> {
         .collect()
 }
 
+/// Typed data from the Protobuf pair (`data`, `data_null`).
+fn data_from_pb(
+    kind: &'static str,
+    data: Vec<u8>,
+    null: bool,
+) -> Result<Option<Vec<u8>>, TxnDecodeError> {
+    match (null, data.is_empty()) {
+        (false, _) => Ok(Some(data)),
+        (true, true) => Ok(None),
+        (true, false) => Err(TxnDecodeError::NullWithBytes(kind)),
+    }
+}
+
+/// The Protobuf pair (`data`, `data_null`) of typed data.
+fn data_to_pb(data: Option<Vec<u8>>) -> (Vec<u8>, bool) {
+    match data {
+        Some(d) => (d, false),
+        None => (Vec::new(), true),
+    }
+}
+
 fn acl_to_pb(acl: Vec<Acl>) -> Vec<pb::Acl> {
     acl.into_iter()
         .map(|a| pb::Acl {
@@ -305,29 +331,29 @@ fn txn_from_pb(t: pb::Txn, nested: bool) -> Result<Txn, TxnDecodeError> {
     let body = t.body.ok_or(TxnDecodeError::MissingField("txn.body"))?;
     Ok(match body {
         Body::Create(c) => Txn::Create {
+            data: data_from_pb("create", c.data, c.data_null)?,
             path: c.path,
-            data: c.data,
             acl: acl_from_pb(c.acl)?,
             ephemeral: c.ephemeral,
             parent_cversion: c.parent_cversion,
         },
         Body::CreateContainer(c) => Txn::CreateContainer {
+            data: data_from_pb("createContainer", c.data, c.data_null)?,
             path: c.path,
-            data: c.data,
             acl: acl_from_pb(c.acl)?,
             parent_cversion: c.parent_cversion,
         },
         Body::CreateTtl(c) => Txn::CreateTtl {
+            data: data_from_pb("createTTL", c.data, c.data_null)?,
             path: c.path,
-            data: c.data,
             acl: acl_from_pb(c.acl)?,
             parent_cversion: c.parent_cversion,
             ttl: c.ttl,
         },
         Body::Delete(d) => Txn::Delete { path: d.path },
         Body::SetData(s) => Txn::SetData {
+            data: data_from_pb("setData", s.data, s.data_null)?,
             path: s.path,
-            data: s.data,
             version: s.version,
         },
         Body::SetAcl(s) => Txn::SetAcl {
@@ -397,47 +423,63 @@ impl From<Txn> for pb::Txn {
                 acl,
                 ephemeral,
                 parent_cversion,
-            } => Body::Create(pb::CreateTxn {
-                path,
-                data,
-                acl: acl_to_pb(acl),
-                ephemeral,
-                parent_cversion,
-            }),
+            } => {
+                let (data, data_null) = data_to_pb(data);
+                Body::Create(pb::CreateTxn {
+                    path,
+                    data,
+                    acl: acl_to_pb(acl),
+                    ephemeral,
+                    parent_cversion,
+                    data_null,
+                })
+            }
             Txn::CreateContainer {
                 path,
                 data,
                 acl,
                 parent_cversion,
-            } => Body::CreateContainer(pb::CreateContainerTxn {
-                path,
-                data,
-                acl: acl_to_pb(acl),
-                parent_cversion,
-            }),
+            } => {
+                let (data, data_null) = data_to_pb(data);
+                Body::CreateContainer(pb::CreateContainerTxn {
+                    path,
+                    data,
+                    acl: acl_to_pb(acl),
+                    parent_cversion,
+                    data_null,
+                })
+            }
             Txn::CreateTtl {
                 path,
                 data,
                 acl,
                 parent_cversion,
                 ttl,
-            } => Body::CreateTtl(pb::CreateTtlTxn {
-                path,
-                data,
-                acl: acl_to_pb(acl),
-                parent_cversion,
-                ttl,
-            }),
+            } => {
+                let (data, data_null) = data_to_pb(data);
+                Body::CreateTtl(pb::CreateTtlTxn {
+                    path,
+                    data,
+                    acl: acl_to_pb(acl),
+                    parent_cversion,
+                    ttl,
+                    data_null,
+                })
+            }
             Txn::Delete { path } => Body::Delete(pb::DeleteTxn { path }),
             Txn::SetData {
                 path,
                 data,
                 version,
-            } => Body::SetData(pb::SetDataTxn {
-                path,
-                data,
-                version,
-            }),
+            } => {
+                let (data, data_null) = data_to_pb(data);
+                Body::SetData(pb::SetDataTxn {
+                    path,
+                    data,
+                    version,
+                    data_null,
+                })
+            }
             Txn::SetAcl { path, acl, version } => Body::SetAcl(pb::SetAclTxn {
                 path,
                 acl: acl_to_pb(acl),
@@ -518,7 +560,7 @@ mod tests {
                 OpCode::Create,
                 Txn::Create {
                     path: "/a".into(),
-                    data: vec![1, 2],
+                    data: Some(vec![1, 2]),
                     acl: acl.clone(),
                     ephemeral: true,
                     parent_cversion: 3,
@@ -528,7 +570,7 @@ mod tests {
                 OpCode::CreateContainer,
                 Txn::CreateContainer {
                     path: "/c".into(),
-                    data: vec![],
+                    data: None,
                     acl: acl.clone(),
                     parent_cversion: 1,
                 },
@@ -537,7 +579,7 @@ mod tests {
                 OpCode::CreateTtl,
                 Txn::CreateTtl {
                     path: "/t".into(),
-                    data: vec![7],
+                    data: Some(vec![7]),
                     acl: acl.clone(),
                     parent_cversion: 1,
                     ttl: 5000,
@@ -548,7 +590,7 @@ mod tests {
                 OpCode::SetData,
                 Txn::SetData {
                     path: "/a".into(),
-                    data: vec![3],
+                    data: Some(vec![]),
                     version: 2,
                 },
             ),
@@ -602,6 +644,55 @@ mod tests {
             };
             assert_eq!(TxnEntry::decode(&entry.encode()), Ok(entry));
         }
+    }
+
+    #[test]
+    fn null_data_and_empty_data_stay_apart() {
+        let set = |data: Option<Vec<u8>>| TxnEntry {
+            header: header(OpCode::SetData),
+            txn: Txn::SetData {
+                path: "/a".into(),
+                data,
+                version: 1,
+            },
+        };
+        for data in [None, Some(vec![]), Some(b"x".to_vec())] {
+            let entry = set(data.clone());
+            let decoded = TxnEntry::decode(&entry.encode());
+            assert!(
+                matches!(&decoded, Ok(TxnEntry { txn: Txn::SetData { data: d, .. }, .. }) if *d == data),
+                "{data:?} decoded as {decoded:?}"
+            );
+        }
+        // An entry written before `data_null` existed (the field absent) is empty data.
+        let old = pb::TxnEntry {
+            header: Some(header(OpCode::Create).into()),
+            txn: Some(pb::Txn {
+                body: Some(pb::txn::Body::Create(pb::CreateTxn {
+                    path: "/old".into(),
+                    ..Default::default()
+                })),
+            }),
+        };
+        let decoded = TxnEntry::decode(&old.encode_to_vec());
+        assert!(
+            matches!(&decoded, Ok(TxnEntry { txn: Txn::Create { data: Some(d), .. }, .. }) if d.is_empty()),
+            "{decoded:?}"
+        );
+        // Null flagged together with bytes is refused.
+        let both = pb::Txn {
+            body: Some(pb::txn::Body::CreateTtl(pb::CreateTtlTxn {
+                path: "/t".into(),
+                data: b"x".to_vec(),
+                data_null: true,
+                ttl: 1,
+                ..Default::default()
+            })),
+        };
+        assert_eq!(
+            Txn::try_from(both),
+            Err(TxnDecodeError::NullWithBytes("createTTL"))
+        );
     }
 
     #[test]
@@ -697,7 +788,7 @@ mod tests {
 
     fn arb_leaf() -> impl Strategy<Value = (OpCode, Txn)> {
         let path = "/[a-z0-9/]{0,12}";
-        let data = prop::collection::vec(any::<u8>(), 0..16);
+        let data = prop::option::of(prop::collection::vec(any::<u8>(), 0..16));
         prop_oneof![
             (
                 path,

@@ -50,7 +50,7 @@ fn server(nodes: usize) -> (Arc<Shared>, Vec<zk_server::server::ClientRegistrati
                 } else {
                     format!("/app/n{i}")
                 },
-                data: vec![0; 10],
+                data: Some(vec![0; 10]),
                 acl: Acl::open_unsafe(),
                 ephemeral: false,
                 parent_cversion: -1,

@@ -486,7 +486,8 @@ fn prep_create(
         return Err(ErrorCode::NoChildrenForEphemerals);
     }
     let new_cversion = parent_stat.cversion.wrapping_add(1);
-    let data = r.data.as_deref().unwrap_or_default().to_vec();
+    // Null stays null (a jute buffer of length -1), as in ZooKeeper.
+    let data = r.data.as_deref().map(<[u8]>::to_vec);
     let owner = if mode.is_container() {
         CONTAINER_EPHEMERAL_OWNER
     } else if let Some(o) = ttl_owner {
@@ -609,7 +610,7 @@ fn prep_set_data(view: &mut View<'_>, ctx: &Ctx<'_>, r: &SetDataRequest) -> Prep
     view.put(r.path.clone(), node);
     Ok(Txn::SetData {
         path: r.path.clone(),
-        data: r.data.as_deref().unwrap_or_default().to_vec(),
+        data: r.data.as_deref().map(<[u8]>::to_vec),
         version,
     })
 }

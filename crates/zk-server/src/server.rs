@@ -1044,7 +1044,8 @@ impl Shared {
             self.watches().add_data_watch(session, path);
         }
         Ok(GetDataResponse {
-            data: Some(bytes::Bytes::copy_from_slice(node.data())),
+            // Null data is answered as null (length -1), as ZooKeeper does.
+            data: node.data().map(bytes::Bytes::copy_from_slice),
             stat: node.stat(),
         })
     }

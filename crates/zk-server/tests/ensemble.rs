@@ -19,7 +19,7 @@ use anyhow::{Context, Result, bail, ensure};
 use bytes::Bytes;
 use common::raw::{self, Raw};
 use ensemble_support::{Ensemble, client, client_of, eventually, subtree};
-use zk_proto::jute::{Request, SetDataRequest};
+use zk_proto::jute::{Request, SetDataRequest, SyncRequest};
 use zookeeper_client as zk;
 
 /// Upper bound of any one test.
@@ -1039,8 +1039,23 @@ async fn large_values_replicate_and_reach_a_node_that_was_down() -> Result<()> {
             got.len()
         );
         drop(other);
+        // Null data (a -1 length on the wire), from a create and, while a follower is
+        // down, from a setData: replicated as null, not as empty.
+        let mut raw_c = Raw::connect(ens.client_addr(f2), 8000).await?;
+        for path in ["/big/null", "/big/to-null"] {
+            let data = (path == "/big/to-null").then_some(&b"x"[..]);
+            raw_c
+                .create(path, data, 0)
+                .await?
+                .map_err(anyhow::Error::msg)?;
+        }
         // A follower down while several megabytes are written, then back.
         ens.kill9(f1)?;
+        raw_c
+            .set_data("/big/to-null", None, -1)
+            .await?
+            .map_err(anyhow::Error::msg)?;
+        drop(raw_c);
         for i in 2..10u8 {
             c.create(&format!("/big/n{i}"), &value(i), &persistent())
                 .await?;
@@ -1057,6 +1072,29 @@ async fn large_values_replicate_and_reach_a_node_that_was_down() -> Result<()> {
         ens.restart(leader)?;
         ens.wait_following(leader, BACKGROUND)?;
         converged(&ens, "/big", "after the old leader came back").await?;
+        for id in ens.ids() {
+            let mut raw_c = Raw::connect(ens.client_addr(id), 8000).await?;
+            let synced = raw_c
+                .call(Request::Sync(SyncRequest {
+                    path: "/big".into(),
+                }))
+                .await?;
+            ensure!(
+                synced.header.err == 0,
+                "sync on node {id}: {:?}",
+                synced.header
+            );
+            for path in ["/big/null", "/big/to-null"] {
+                let (d, st) = raw_c
+                    .get_data(path, false)
+                    .await?
+                    .map_err(anyhow::Error::msg)?;
+                ensure!(
+                    d.is_none() && st.data_length == 0,
+                    "node {id} reads {path} as {d:?}"
+                );
+            }
+        }
         Ok(())
     })
     .await;

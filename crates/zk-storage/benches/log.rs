@@ -75,7 +75,7 @@ fn db_open_replay_50k(bencher: Bencher) {
                 },
                 txn: Txn::Create {
                     path: format!("/n{c}"),
-                    data: vec![0x5a; 64],
+                    data: Some(vec![0x5a; 64]),
                     acl: vec![],
                     ephemeral: false,
                     parent_cversion: -1,

@@ -51,7 +51,7 @@ fn build(dirs: usize, per_dir: usize) -> DataTree {
             OpCode::Create,
             Txn::Create {
                 path,
-                data,
+                data: Some(data),
                 acl: Acl::open_unsafe(),
                 ephemeral: false,
                 parent_cversion: -1,
@@ -149,7 +149,7 @@ fn report() {
             OpCode::SetData,
             Txn::SetData {
                 path: leaf_path(d, 0),
-                data: vec![b'y'; DATA_LEN],
+                data: Some(vec![b'y'; DATA_LEN]),
                 version: 1,
             },
         ));
@@ -180,11 +180,11 @@ fn report_flat() {
             OpCode::Create,
             Txn::Create {
                 path,
-                data: if i == 0 {
+                data: Some(if i == 0 {
                     Vec::new()
                 } else {
                     vec![b'f'; DATA_LEN]
-                },
+                }),
                 acl: Acl::open_unsafe(),
                 ephemeral: false,
                 parent_cversion: -1,
@@ -237,7 +237,7 @@ fn get(bencher: Bencher) {
         for _ in 0..GETS_PER_ITER {
             at = (at + 1) % paths.len();
             let node = tree.get(&paths[at]).expect("node exists");
-            sum += node.stat().data_length as usize + node.data().len();
+            sum += node.stat().data_length as usize + node.data().map_or(0, <[u8]>::len);
         }
         black_box(sum)
     });
@@ -270,7 +270,7 @@ fn set_data(bencher: Bencher) {
                         OpCode::SetData,
                         Txn::SetData {
                             path: paths[at].clone(),
-                            data: vec![b'z'; DATA_LEN],
+                            data: Some(vec![b'z'; DATA_LEN]),
                             version: 1,
                         },
                     )
@@ -299,7 +299,7 @@ fn create(bencher: Bencher) {
                         OpCode::Create,
                         Txn::Create {
                             path: format!("/app/d{:04}/c{zxid}", zxid as usize % DIRS),
-                            data: vec![b'c'; DATA_LEN],
+                            data: Some(vec![b'c'; DATA_LEN]),
                             acl: Acl::open_unsafe(),
                             ephemeral: false,
                             parent_cversion: -1,

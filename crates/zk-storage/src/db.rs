@@ -37,7 +37,7 @@
 //!     header: TxnHeader { client_id: 1, cxid: 1, zxid: make(1, 1), time: 0, op: OpCode::Create },
 //!     txn: Txn::Create {
 //!         path: "/a".into(),
-//!         data: b"hello".to_vec(),
+//!         data: Some(b"hello".to_vec()),
 //!         acl: vec![],
 //!         ephemeral: false,
 //!         parent_cversion: 1,

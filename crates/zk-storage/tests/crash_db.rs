@@ -49,7 +49,7 @@ fn create(zxid: Zxid) -> TxnEntry {
         },
         txn: Txn::Create {
             path: path_of(zxid),
-            data: vec![0xab; 64],
+            data: Some(vec![0xab; 64]),
             acl: vec![],
             ephemeral: false,
             parent_cversion: -1,

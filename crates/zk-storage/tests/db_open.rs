@@ -19,7 +19,7 @@ fn create(zxid: Zxid, path: &str) -> TxnEntry {
         },
         txn: Txn::Create {
             path: path.to_owned(),
-            data: path.as_bytes().to_vec(),
+            data: Some(path.as_bytes().to_vec()),
             acl: vec![],
             ephemeral: false,
             parent_cversion: -1,
@@ -530,7 +530,7 @@ fn a_tree_larger_than_a_chunk_snapshots_and_installs() -> Result<()> {
             let counter = z & 0xffff_ffff;
             let mut e = create(*z, &format!("/big{counter:x}"));
             if let Txn::Create { data, .. } = &mut e.txn {
-                *data = vec![(counter % 251) as u8; 1024];
+                *data = Some(vec![(counter % 251) as u8; 1024]);
             }
             e
         })
@@ -554,7 +554,11 @@ fn a_tree_larger_than_a_chunk_snapshots_and_installs() -> Result<()> {
     follower.install_snapshot(info.zxid, chunks)?;
     assert_eq!(follower.tree().digest(), leader.tree().digest());
     assert_eq!(
-        follower.tree().get("/big7d0").map(|n| n.data().to_vec()),
+        follower
+            .tree()
+            .get("/big7d0")
+            .and_then(|n| n.data())
+            .map(<[u8]>::to_vec),
         Some(vec![(0x7d0 % 251) as u8; 1024])
     );
     drop(follower);

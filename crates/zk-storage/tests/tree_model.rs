@@ -19,7 +19,7 @@ use zk_storage::tree::{
 
 #[derive(Debug, Clone, PartialEq)]
 struct MNode {
-    data: Vec<u8>,
+    data: Option<Vec<u8>>,
     acl: Vec<Acl>,
     stat: StatPersisted,
 }
@@ -54,7 +54,7 @@ impl Model {
             m.nodes.insert(
                 p.into(),
                 MNode {
-                    data: vec![],
+                    data: Some(vec![]),
                     acl,
                     stat,
                 },
@@ -89,7 +89,7 @@ impl Model {
     fn create(
         &mut self,
         path: &str,
-        data: &[u8],
+        data: &Option<Vec<u8>>,
         acl: &[Acl],
         owner: i64,
         pcv: i32,
@@ -111,7 +111,7 @@ impl Model {
         self.nodes.insert(
             path.into(),
             MNode {
-                data: data.to_vec(),
+                data: data.clone(),
                 acl: acl.to_vec(),
                 stat: StatPersisted::created(h.zxid, h.time, owner),
             },
@@ -313,7 +313,7 @@ enum AOp {
         name: u8,
         mode: u8,
         session: u8,
-        data: Vec<u8>,
+        data: Option<Vec<u8>>,
         acl: u8,
         stale_cversion: bool,
     },
@@ -322,7 +322,7 @@ enum AOp {
     },
     SetData {
         node: usize,
-        data: Vec<u8>,
+        data: Option<Vec<u8>>,
     },
     SetAcl {
         node: usize,
@@ -343,12 +343,12 @@ enum AOp {
 
 fn leaf_op() -> impl Strategy<Value = AOp> {
     prop_oneof![
-        4 => (any::<usize>(), 0u8..6, 0u8..7, 0u8..3, prop::collection::vec(any::<u8>(), 0..8), 0u8..3, prop::bool::weighted(0.1))
+        4 => (any::<usize>(), 0u8..6, 0u8..7, 0u8..3, prop::option::weighted(0.8, prop::collection::vec(any::<u8>(), 0..8)), 0u8..3, prop::bool::weighted(0.1))
             .prop_map(|(parent, name, mode, session, data, acl, stale_cversion)| AOp::Create {
                 parent, name, mode, session, data, acl, stale_cversion
             }),
         2 => any::<usize>().prop_map(|node| AOp::Delete { node }),
-        2 => (any::<usize>(), prop::collection::vec(any::<u8>(), 0..8))
+        2 => (any::<usize>(), prop::option::weighted(0.8, prop::collection::vec(any::<u8>(), 0..8)))
             .prop_map(|(node, data)| AOp::SetData { node, data }),
         1 => (any::<usize>(), 0u8..3).prop_map(|(node, acl)| AOp::SetAcl { node, acl }),
         1 => (0u8..3).prop_map(|session| AOp::CreateSession { session }),
@@ -558,7 +558,7 @@ fn compare(tree: &DataTree, model: &Model) -> Result<(), TestCaseError> {
         let n = tree.get(path);
         prop_assert!(n.is_some(), "missing {}", path);
         let n = n.unwrap();
-        prop_assert_eq!(n.data(), &m.data[..], "data of {}", path);
+        prop_assert_eq!(n.data(), m.data.as_deref(), "data of {}", path);
         prop_assert_eq!(n.persisted(), m.stat, "stat of {}", path);
         prop_assert_eq!(n.acl(), &m.acl[..], "acl of {}", path);
         let children = model.children(path);
@@ -578,7 +578,10 @@ fn compare(tree: &DataTree, model: &Model) -> Result<(), TestCaseError> {
                 .wrapping_mul(2)
                 .wrapping_sub(children.len() as i32)
         );
-        prop_assert_eq!(stat.data_length as usize, m.data.len());
+        prop_assert_eq!(
+            stat.data_length as usize,
+            m.data.as_ref().map_or(0, Vec::len)
+        );
         prop_assert_eq!(
             stat.ephemeral_owner,
             NodeKind::client_owner(m.stat.ephemeral_owner)

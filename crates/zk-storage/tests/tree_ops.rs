@@ -58,7 +58,7 @@ fn create_txn(tree: &DataTree, path: &str, data: &[u8], ephemeral: bool) -> Txn 
         .map_or(0, |n| n.persisted().cversion.wrapping_add(1));
     Txn::Create {
         path: path.into(),
-        data: data.to_vec(),
+        data: Some(data.to_vec()),
         acl: Acl::open_unsafe(),
         ephemeral,
         parent_cversion,
@@ -114,7 +114,7 @@ fn create_sets_stat_parent_and_triggers() {
     };
     assert_eq!(out.stat, Some(expected));
     assert_eq!(t.tree.stat("/a"), Some(expected));
-    assert_eq!(t.tree.get("/a").unwrap().data(), b"hello");
+    assert_eq!(t.tree.get("/a").unwrap().data(), Some(&b"hello"[..]));
     assert_eq!(
         out.triggers,
         vec![
@@ -142,7 +142,7 @@ fn create_errors_leave_the_tree_alone() {
         OpCode::Create,
         Txn::Create {
             path: "/a/../b".into(),
-            data: vec![],
+            data: Some(vec![]),
             acl: vec![],
             ephemeral: false,
             parent_cversion: 5,
@@ -165,7 +165,7 @@ fn create_of_existing_node_still_raises_parent_cversion() {
         OpCode::Create,
         Txn::Create {
             path: "/a/b".into(),
-            data: vec![],
+            data: Some(vec![]),
             acl: Acl::open_unsafe(),
             ephemeral: false,
             parent_cversion: 5,
@@ -181,7 +181,7 @@ fn create_of_existing_node_still_raises_parent_cversion() {
         OpCode::Create,
         Txn::Create {
             path: "/a/b".into(),
-            data: vec![],
+            data: Some(vec![]),
             acl: Acl::open_unsafe(),
             ephemeral: false,
             parent_cversion: 2,
@@ -193,7 +193,7 @@ fn create_of_existing_node_still_raises_parent_cversion() {
         OpCode::Create,
         Txn::Create {
             path: "/a/c".into(),
-            data: vec![],
+            data: Some(vec![]),
             acl: Acl::open_unsafe(),
             ephemeral: false,
             parent_cversion: -1,
@@ -287,6 +287,63 @@ fn delete_rules() {
     );
 }
 
+/// Null data (ZooKeeper's −1 buffer length) is kept apart from empty data: it reads back
+/// as `None`, its stat's dataLength is 0 as for empty data, and the digest tells them apart.
+#[test]
+fn null_data_is_not_empty_data() {
+    let mut t = T::new();
+    let out = t.apply(
+        OpCode::Create2,
+        Txn::Create {
+            path: "/n".into(),
+            data: None,
+            acl: Acl::open_unsafe(),
+            ephemeral: false,
+            parent_cversion: 1,
+        },
+    );
+    assert!(out.is_ok(), "{out:?}");
+    assert_eq!(out.stat.map(|s| s.data_length), Some(0));
+    assert_eq!(t.tree.get("/n").unwrap().data(), None);
+    assert_eq!(t.tree.get("/n").unwrap().data_shared(), None);
+    let null_digest = t.tree.digest();
+    let size = t.tree.approximate_data_size();
+
+    let set = |t: &mut T, data: Option<&[u8]>, version| {
+        t.apply(
+            OpCode::SetData,
+            Txn::SetData {
+                path: "/n".into(),
+                data: data.map(<[u8]>::to_vec),
+                version,
+            },
+        )
+    };
+    assert!(set(&mut t, Some(b"abc"), 1).is_ok());
+    assert_eq!(t.tree.approximate_data_size(), size + 3);
+    let out = set(&mut t, None, 2);
+    assert_eq!(out.stat.map(|s| (s.version, s.data_length)), Some((2, 0)));
+    assert_eq!(t.tree.get("/n").unwrap().data(), None);
+    assert_eq!(t.tree.approximate_data_size(), size);
+    assert!(set(&mut t, Some(b""), 3).is_ok());
+    assert_eq!(t.tree.get("/n").unwrap().data(), Some(&b""[..]));
+    assert_eq!(t.tree.stat("/n").unwrap().data_length, 0);
+    // Same stat fields but for version and mzxid/mtime; the data alone differs in kind.
+    let mut other = T::new();
+    other.apply(
+        OpCode::Create2,
+        Txn::Create {
+            path: "/n".into(),
+            data: Some(vec![]),
+            acl: Acl::open_unsafe(),
+            ephemeral: false,
+            parent_cversion: 1,
+        },
+    );
+    assert_ne!(other.tree.digest(), null_digest);
+    t.tree.check_invariants().unwrap();
+}
+
 #[test]
 fn set_data_and_set_acl() {
     let mut t = T::new();
@@ -296,7 +353,7 @@ fn set_data_and_set_acl() {
         OpCode::SetData,
         Txn::SetData {
             path: "/a".into(),
-            data: b"22".to_vec(),
+            data: Some(b"22".to_vec()),
             version: 1,
         },
     );
@@ -306,13 +363,13 @@ fn set_data_and_set_acl() {
     assert_eq!((stat.version, stat.mzxid, stat.czxid), (1, t.zxid, czxid));
     assert_eq!(stat.mtime, 1000 + t.zxid);
     assert_eq!(stat.data_length, 2);
-    assert_eq!(t.tree.get("/a").unwrap().data(), b"22");
+    assert_eq!(t.tree.get("/a").unwrap().data(), Some(&b"22"[..]));
     assert_eq!(
         t.apply(
             OpCode::SetData,
             Txn::SetData {
                 path: "/b".into(),
-                data: vec![],
+                data: Some(vec![]),
                 version: 1
             }
         )
@@ -431,7 +488,7 @@ fn containers_and_ttl_nodes() {
         OpCode::CreateContainer,
         Txn::CreateContainer {
             path: "/c".into(),
-            data: vec![],
+            data: Some(vec![]),
             acl: Acl::open_unsafe(),
             parent_cversion: 1,
         },
@@ -445,7 +502,7 @@ fn containers_and_ttl_nodes() {
         OpCode::CreateTtl,
         Txn::CreateTtl {
             path: "/t".into(),
-            data: vec![],
+            data: Some(vec![]),
             acl: Acl::open_unsafe(),
             parent_cversion: 2,
             ttl: 500,
@@ -467,7 +524,7 @@ fn containers_and_ttl_nodes() {
         OpCode::CreateTtl,
         Txn::CreateTtl {
             path: "/t2".into(),
-            data: vec![],
+            data: Some(vec![]),
             acl: Acl::open_unsafe(),
             parent_cversion: 3,
             ttl: 0,
@@ -520,7 +577,7 @@ fn multi_applies_in_order() {
                 OpCode::SetData,
                 Txn::SetData {
                     path: "/a".into(),
-                    data: b"v".to_vec(),
+                    data: Some(b"v".to_vec()),
                     version: 1,
                 },
             ),
@@ -631,7 +688,7 @@ fn reads_for_the_server() {
     assert!(t.tree.exists("/a/b/deep"));
     assert!(!t.tree.exists("/a/b/dee"));
     let shared = t.tree.get("/a/b").unwrap().data_shared();
-    assert!(shared.is_empty());
+    assert!(shared.is_some_and(|d| d.is_empty()));
 }
 
 #[test]
@@ -639,7 +696,7 @@ fn config_node_init() {
     let mut tree = DataTree::new();
     tree.init_config_node(b"server.1=127.0.0.1:2888:3888", 0x1_0000_0000, 42);
     let n = tree.get("/zookeeper/config").unwrap();
-    assert_eq!(n.data(), b"server.1=127.0.0.1:2888:3888");
+    assert_eq!(n.data(), Some(&b"server.1=127.0.0.1:2888:3888"[..]));
     let s = n.stat();
     assert_eq!(
         (s.version, s.mzxid, s.mtime, s.aversion),
@@ -662,7 +719,7 @@ fn digest_is_order_independent_and_sensitive() {
         OpCode::SetData,
         Txn::SetData {
             path: "/y".into(),
-            data: b"3".to_vec(),
+            data: Some(b"3".to_vec()),
             version: 1,
         },
     );
@@ -688,6 +745,7 @@ fn quota_usage_follows_creates_deletes_and_set_data() {
                 .get("/zookeeper/quota/app/zookeeper_stats")
                 .unwrap()
                 .data()
+                .unwrap()
                 .to_vec(),
         )
         .unwrap()
@@ -701,7 +759,7 @@ fn quota_usage_follows_creates_deletes_and_set_data() {
         OpCode::SetData,
         Txn::SetData {
             path: "/app/b".into(),
-            data: b"6".to_vec(),
+            data: Some(b"6".to_vec()),
             version: 1,
         },
     );
@@ -760,7 +818,7 @@ fn multi_failing_at_apply_rolls_back() {
         .get("/zookeeper/quota/a/zookeeper_stats")
         .unwrap()
         .data()
-        .to_vec();
+        .map(<[u8]>::to_vec);
     let acl = vec![Acl {
         perms: 1,
         id: Id::new("digest", "only:this"),
@@ -775,7 +833,7 @@ fn multi_failing_at_apply_rolls_back() {
                 OpCode::SetData,
                 Txn::SetData {
                     path: "/a".into(),
-                    data: b"new".to_vec(),
+                    data: Some(b"new".to_vec()),
                     version: 1,
                 },
             ),
@@ -811,7 +869,7 @@ fn multi_failing_at_apply_rolls_back() {
     assert_eq!(errs, expected);
     assert!(out.triggers.is_empty());
     assert_eq!(t.tree.digest(), digest);
-    assert_eq!(t.tree.get("/a").unwrap().data(), b"old");
+    assert_eq!(t.tree.get("/a").unwrap().data(), Some(&b"old"[..]));
     assert_eq!(t.tree.acl("/a").unwrap().0, &Acl::open_unsafe()[..]);
     assert!(t.tree.exists("/a/gone"));
     assert!(!t.tree.exists("/a/new"));
@@ -821,8 +879,9 @@ fn multi_failing_at_apply_rolls_back() {
         t.tree
             .get("/zookeeper/quota/a/zookeeper_stats")
             .unwrap()
-            .data(),
-        &stats[..]
+            .data()
+            .map(<[u8]>::to_vec),
+        stats
     );
     assert_eq!(t.tree.session_timeout(SESSION), Some(5000));
     assert_eq!(t.tree.last_processed_zxid(), t.zxid);

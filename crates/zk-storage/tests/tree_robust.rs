@@ -20,7 +20,7 @@ fn arb_path() -> impl Strategy<Value = String> {
 }
 
 fn arb_body() -> impl Strategy<Value = Txn> {
-    let data = prop::collection::vec(any::<u8>(), 0..4);
+    let data = prop::option::of(prop::collection::vec(any::<u8>(), 0..4));
     prop_oneof![
         (arb_path(), data.clone(), any::<bool>(), -2i32..4).prop_map(
             |(path, data, ephemeral, pcv)| Txn::Create {
@@ -33,13 +33,13 @@ fn arb_body() -> impl Strategy<Value = Txn> {
         ),
         (arb_path(), -2i32..4).prop_map(|(path, pcv)| Txn::CreateContainer {
             path,
-            data: vec![],
+            data: Some(vec![]),
             acl: vec![],
             parent_cversion: pcv
         }),
         (arb_path(), -1i64..3).prop_map(|(path, ttl)| Txn::CreateTtl {
             path,
-            data: vec![],
+            data: Some(vec![]),
             acl: Acl::read_unsafe(),
             parent_cversion: -1,
             ttl

@@ -36,7 +36,7 @@ impl Builder {
             OpCode::Create2,
             Txn::Create {
                 path: path.into(),
-                data: data.to_vec(),
+                data: Some(data.to_vec()),
                 acl,
                 ephemeral: ephemeral_session != 0,
                 parent_cversion: -1,
@@ -82,7 +82,7 @@ fn sample_tree() -> DataTree {
         OpCode::CreateContainer,
         Txn::CreateContainer {
             path: "/box".into(),
-            data: vec![],
+            data: Some(vec![]),
             acl: Acl::open_unsafe(),
             parent_cversion: -1,
         },
@@ -92,7 +92,7 @@ fn sample_tree() -> DataTree {
         OpCode::CreateTtl,
         Txn::CreateTtl {
             path: "/ttl".into(),
-            data: b"t".to_vec(),
+            data: Some(b"t".to_vec()),
             acl: Acl::open_unsafe(),
             parent_cversion: -1,
             ttl: 60_000,
@@ -103,7 +103,7 @@ fn sample_tree() -> DataTree {
         OpCode::SetData,
         Txn::SetData {
             path: "/a".into(),
-            data: b"v2".to_vec(),
+            data: Some(b"v2".to_vec()),
             version: 1,
         },
     );
@@ -112,6 +112,27 @@ fn sample_tree() -> DataTree {
         OpCode::Delete,
         Txn::Delete {
             path: "/a/many007".into(),
+        },
+    );
+    // Null data, from a create and from a setData.
+    b.apply(
+        1,
+        OpCode::Create,
+        Txn::Create {
+            path: "/null".into(),
+            data: None,
+            acl: Acl::open_unsafe(),
+            ephemeral: false,
+            parent_cversion: -1,
+        },
+    );
+    b.apply(
+        1,
+        OpCode::SetData,
+        Txn::SetData {
+            path: "/a/many008".into(),
+            data: None,
+            version: 1,
         },
     );
     b.tree
@@ -187,6 +208,11 @@ fn round_trip_restores_every_node() {
     assert_same(&tree, &restored);
     assert_eq!(restored.ephemerals(7), vec!["/a/e1"]);
     assert_eq!(restored.containers(), vec!["/box"]);
+    // Null data stays null, empty stays empty.
+    assert_eq!(restored.get("/null").unwrap().data(), None);
+    assert_eq!(restored.get("/a/many008").unwrap().data(), None);
+    assert_eq!(restored.get("/a/b/c").unwrap().data(), Some(&b""[..]));
+    assert_eq!(restored.stat("/null").unwrap().data_length, 0);
     // And once more from the restored tree.
     assert_same(&tree, &read(&snapshot_bytes(&restored)).unwrap());
 }
@@ -220,7 +246,7 @@ fn view_is_a_consistent_copy_while_the_tree_changes() {
         OpCode::SetData,
         Txn::SetData {
             path: "/a/b".into(),
-            data: b"changed".to_vec(),
+            data: Some(b"changed".to_vec()),
             version: 1,
         },
     );
@@ -256,7 +282,7 @@ fn view_is_a_consistent_copy_while_the_tree_changes() {
     assert_same(&tree, &restored);
     assert!(!restored.exists("/later"));
     assert!(b.tree.exists("/bulk1999"));
-    assert_eq!(b.tree.get("/a/b").unwrap().data(), b"changed");
+    assert_eq!(b.tree.get("/a/b").unwrap().data(), Some(&b"changed"[..]));
 }
 
 #[test]
@@ -288,16 +314,29 @@ fn header_errors() {
         Err(TreeSnapshotError::BadMagic)
     ));
     assert!(matches!(
-        read(b"ZKDT\x02\0\0\0"),
-        Err(TreeSnapshotError::UnsupportedVersion(2))
+        read(b"ZKDT\x03\0\0\0"),
+        Err(TreeSnapshotError::UnsupportedVersion(3))
     ));
 }
 
-/// Builds a snapshot by hand (with a valid checksum) from (path, acl index) nodes.
+/// Builds a version 1 snapshot by hand (with a valid checksum) from (path, acl index)
+/// nodes with empty data.
 fn craft(nodes: &[(&str, u32)], acl_lists: u32, node_count: u64) -> Vec<u8> {
+    let nodes: Vec<_> = nodes.iter().map(|&(p, a)| (p, a, 0)).collect();
+    craft_versioned(1, &nodes, acl_lists, node_count)
+}
+
+/// Builds a snapshot by hand (with a valid checksum) from (path, acl index, data_len)
+/// nodes; a data_len other than 0 and `u32::MAX` is followed by that many zero bytes.
+fn craft_versioned(
+    version: u32,
+    nodes: &[(&str, u32, u32)],
+    acl_lists: u32,
+    node_count: u64,
+) -> Vec<u8> {
     let mut b = Vec::new();
     b.extend_from_slice(b"ZKDT");
-    b.extend_from_slice(&1u32.to_le_bytes());
+    b.extend_from_slice(&version.to_le_bytes());
     b.extend_from_slice(&5i64.to_le_bytes());
     b.extend_from_slice(&node_count.to_le_bytes());
     b.extend_from_slice(&0u32.to_le_bytes());
@@ -310,17 +349,37 @@ fn craft(nodes: &[(&str, u32)], acl_lists: u32, node_count: u64) -> Vec<u8> {
             b.extend_from_slice(s.as_bytes());
         }
     }
-    for (path, acl) in nodes {
+    for (path, acl, data_len) in nodes {
         b.extend_from_slice(&(path.len() as u32).to_le_bytes());
-        b.extend_from_slice(&0u32.to_le_bytes());
+        b.extend_from_slice(&data_len.to_le_bytes());
         b.extend_from_slice(&acl.to_le_bytes());
         b.extend_from_slice(&[0u8; 60]);
         b.extend_from_slice(path.as_bytes());
+        if *data_len != u32::MAX {
+            b.resize(b.len() + *data_len as usize, 0);
+        }
     }
     let crc = crc32c::crc32c(&b);
     b.extend_from_slice(b"DTND");
     b.extend_from_slice(&crc.to_le_bytes());
     b
+}
+
+#[test]
+fn null_data_is_version_2_only() {
+    let nodes = [("/", 0, 0), ("/n", 0, u32::MAX), ("/e", 0, 0), ("/d", 0, 3)];
+    let tree = read(&craft_versioned(2, &nodes, 1, 4)).unwrap();
+    assert_eq!(tree.get("/n").unwrap().data(), None);
+    assert_eq!(tree.get("/e").unwrap().data(), Some(&b""[..]));
+    assert_eq!(tree.get("/d").unwrap().data(), Some(&[0u8; 3][..]));
+    // Version 1 has no null: the same bytes are a data length beyond the limit.
+    assert!(matches!(
+        read(&craft_versioned(1, &nodes, 1, 4)),
+        Err(TreeSnapshotError::TooLong { what: "data", .. })
+    ));
+    // A version 1 snapshot without the marker still reads.
+    let old = read(&craft_versioned(1, &[("/", 0, 0), ("/d", 0, 2)], 1, 2)).unwrap();
+    assert_eq!(old.get("/d").unwrap().data(), Some(&[0u8; 2][..]));
 }
 
 #[test]
@@ -441,7 +500,7 @@ fn large_data_round_trips() {
     let bytes = snapshot_bytes(&b.tree);
     let restored = read(&bytes).unwrap();
     assert_same(&b.tree, &restored);
-    assert_eq!(restored.get("/big").unwrap().data(), &big[..]);
+    assert_eq!(restored.get("/big").unwrap().data(), Some(&big[..]));
     assert_eq!(restored.stat("/big").unwrap().data_length, 300_000);
     assert!(restored.exists(&long_name));
 }

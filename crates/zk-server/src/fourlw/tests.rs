@@ -49,7 +49,7 @@ pub(crate) fn fixture_with(extra_cfg: &str, my_id: u64) -> Fixture {
         header: header(zxid, OpCode::Create, SESSION),
         txn: Txn::Create {
             path: path.into(),
-            data: b"x".to_vec(),
+            data: Some(b"x".to_vec()),
             acl: Acl::open_unsafe(),
             ephemeral,
             parent_cversion: -1,
@@ -446,7 +446,7 @@ fn a_recent_tree_digest_is_answered_again_with_its_zxid() {
             },
             txn: Txn::Create {
                 path: "/b".into(),
-                data: Vec::new(),
+                data: Some(Vec::new()),
                 acl: Acl::open_unsafe(),
                 ephemeral: false,
                 parent_cversion: -1,

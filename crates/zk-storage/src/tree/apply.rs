@@ -256,7 +256,7 @@ impl DataTree {
                 data,
                 version,
             } => self
-                .set_data(path, data, *version, h.zxid, h.time)
+                .set_data(path, data.as_deref(), *version, h.zxid, h.time)
                 .map(|stat| {
                     trigger(triggers, path, EventType::NodeDataChanged);
                     Some(stat)
@@ -287,20 +287,21 @@ impl DataTree {
     fn create_op(
         &mut self,
         path: &str,
-        data: &[u8],
+        data: &Option<Vec<u8>>,
         acl: &[Acl],
         owner: i64,
         parent_cversion: i32,
         h: &TxnHeader,
         triggers: &mut Vec<WatchTrigger>,
     ) -> Result<Option<Stat>, ErrorCode> {
+        let data = data.as_deref();
         match self.create_node(path, data, acl, owner, parent_cversion, h.zxid, h.time) {
             Ok(stat) => {
                 if let Some((target, QUOTA_STAT_NODE)) = quota_target(path) {
                     self.update_quota_for_path(target);
                 }
                 if let Some(prefix) = self.max_prefix_with_quota(path) {
-                    self.update_quota_stat(&prefix, data.len() as i64, 1);
+                    self.update_quota_stat(&prefix, data.map_or(0, <[u8]>::len) as i64, 1);
                 }
                 trigger(triggers, path, EventType::NodeCreated);
                 if let Some((parent, _)) = split_parent(path) {
@@ -329,7 +330,7 @@ impl DataTree {
     fn create_node(
         &mut self,
         path: &str,
-        data: &[u8],
+        data: Option<&[u8]>,
         acl: &[Acl],
         owner: i64,
         parent_cversion: i32,
@@ -429,7 +430,7 @@ impl DataTree {
             }
         }
         let id = id.ok_or(ErrorCode::NoNode)?;
-        let old_len = self.arena.slot(id).data.len() as i64;
+        let old_len = self.arena.slot(id).data_len() as i64;
         self.remove_node(id);
         if let Some(prefix) = self.max_prefix_with_quota(path) {
             self.update_quota_stat(&prefix, -old_len, -1);
@@ -439,11 +440,11 @@ impl DataTree {
         Ok(())
     }
 
-    /// ZooKeeper's `setData`: `version` is the node's new version.
+    /// ZooKeeper's `setData`: `version` is the node's new version; `None` is null data.
     pub(super) fn set_data(
         &mut self,
         path: &str,
-        data: &[u8],
+        data: Option<&[u8]>,
         version: i32,
         zxid: Zxid,
         time: i64,
@@ -451,9 +452,9 @@ impl DataTree {
         let id = self.lookup(path).ok_or(ErrorCode::NoNode)?;
         self.journal_modified(id);
         let data = self.shared_data(data);
-        let new_len = data.len() as u64;
+        let new_len = data.as_deref().map_or(0, <[u8]>::len) as u64;
         let s = self.arena.slot_mut(id);
-        let old_len = s.data.len() as u64;
+        let old_len = s.data_len() as u64;
         s.data = data;
         s.stat.mtime = time;
         s.stat.mzxid = zxid;

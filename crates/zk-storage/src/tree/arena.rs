@@ -60,7 +60,8 @@ impl StatPersisted {
 #[derive(Debug, Clone)]
 pub(crate) struct Slot {
     pub(crate) path: Option<Arc<str>>,
-    pub(crate) data: Arc<[u8]>,
+    /// `None` is null data (reported with length −1, unlike empty data).
+    pub(crate) data: Option<Arc<[u8]>>,
     pub(crate) stat: StatPersisted,
     pub(crate) acl: u32,
     pub(crate) parent: u32,
@@ -72,6 +73,11 @@ pub(crate) struct Slot {
 }
 
 impl Slot {
+    /// Length of the data, 0 for null (ZooKeeper's `DataNode.copyStat`).
+    pub(crate) fn data_len(&self) -> usize {
+        self.data.as_deref().map_or(0, <[u8]>::len)
+    }
+
     pub(crate) fn name(&self) -> &str {
         match &self.path {
             Some(p) => p.rsplit_once('/').map_or("", |(_, name)| name),
@@ -142,13 +148,13 @@ impl Arena {
     }
 
     /// Frees a slot and returns what it held.
-    pub(crate) fn release(&mut self, id: u32, empty: &Arc<[u8]>) -> Slot {
+    pub(crate) fn release(&mut self, id: u32) -> Slot {
         let next = self.free.unwrap_or(NIL);
         let old = std::mem::replace(
             self.slot_mut(id),
             Slot {
                 path: None,
-                data: empty.clone(),
+                data: None,
                 stat: StatPersisted::default(),
                 acl: 0,
                 parent: NIL,

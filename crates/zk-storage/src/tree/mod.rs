@@ -15,13 +15,13 @@
 //! let mut tree = DataTree::new();
 //! let out = tree.apply(&TxnEntry {
 //!     header: TxnHeader { client_id: 1, cxid: 1, zxid: 0x1_0000_0001, time: 1000, op: OpCode::Create2 },
-//!     txn: Txn::Create { path: "/app".into(), data: b"v1".to_vec(), acl: Acl::open_unsafe(),
+//!     txn: Txn::Create { path: "/app".into(), data: Some(b"v1".to_vec()), acl: Acl::open_unsafe(),
 //!         ephemeral: false, parent_cversion: 1 },
 //! });
 //! assert!(out.is_ok());
 //! assert_eq!(out.triggers[0].event, EventType::NodeCreated);
 //! let node = tree.get("/app").unwrap();
-//! assert_eq!(node.data(), b"v1");
+//! assert_eq!(node.data(), Some(&b"v1"[..]));
 //! assert_eq!(node.stat().czxid, 0x1_0000_0001);
 //! assert_eq!(tree.children("/").unwrap(), vec!["app", "zookeeper"]);
 //! ```
@@ -181,12 +181,13 @@ impl<'a> NodeRef<'a> {
     pub fn path(&self) -> &'a str {
         self.slot.path.as_deref().unwrap_or("")
     }
-    /// The data.
-    pub fn data(&self) -> &'a [u8] {
-        &self.slot.data
+    /// The data; `None` when it is null (created or set with null data), which clients
+    /// see as a −1 length, unlike empty data.
+    pub fn data(&self) -> Option<&'a [u8]> {
+        self.slot.data.as_deref()
     }
     /// The data, shared (no copy) so it outlives the borrow of the tree.
-    pub fn data_shared(&self) -> Arc<[u8]> {
+    pub fn data_shared(&self) -> Option<Arc<[u8]>> {
         self.slot.data.clone()
     }
     /// The stat as clients see it.
@@ -224,7 +225,8 @@ fn client_stat(slot: &Slot) -> Stat {
         cversion: s.cversion.wrapping_mul(2).wrapping_sub(num_children),
         aversion: s.aversion,
         ephemeral_owner: NodeKind::client_owner(s.ephemeral_owner),
-        data_length: i32::try_from(slot.data.len()).unwrap_or(i32::MAX),
+        // 0 for null data too, as ZooKeeper's DataNode.copyStat.
+        data_length: i32::try_from(slot.data_len()).unwrap_or(i32::MAX),
         num_children,
         pzxid: s.pzxid,
     }
@@ -254,7 +256,7 @@ impl DataTree {
         for (path, acl, stat) in initial {
             let acl = tree.acls.intern(acl);
             // Cannot fail: each parent is inserted first and the tree is empty.
-            let _ = tree.insert_node(Arc::from(path), tree.empty.clone(), acl, stat);
+            let _ = tree.insert_node(Arc::from(path), Some(tree.empty.clone()), acl, stat);
         }
         tree
     }
@@ -299,7 +301,7 @@ impl DataTree {
     fn insert_node(
         &mut self,
         path: Arc<str>,
-        data: Arc<[u8]>,
+        data: Option<Arc<[u8]>>,
         acl: u32,
         stat: StatPersisted,
     ) -> Result<u32, ErrorCode> {
@@ -310,7 +312,7 @@ impl DataTree {
     fn insert_node_under(
         &mut self,
         path: Arc<str>,
-        data: Arc<[u8]>,
+        data: Option<Arc<[u8]>>,
         acl: u32,
         stat: StatPersisted,
         parent_hint: Option<u32>,
@@ -337,7 +339,7 @@ impl DataTree {
             self.arena.slot(parent).first_child
         };
         let owner = stat.ephemeral_owner;
-        let data_len = data.len();
+        let data_len = data.as_deref().map_or(0, <[u8]>::len);
         let slot = Slot {
             path: Some(path.clone()),
             data,
@@ -398,7 +400,8 @@ impl DataTree {
             let p = self.arena.slot_mut(parent);
             p.num_children = p.num_children.saturating_sub(1);
         }
-        let old = self.arena.release(id, &self.empty);
+        let old = self.arena.release(id);
+        let old_data_len = old.data_len();
         let Some(path) = old.path else {
             return;
         };
@@ -412,7 +415,7 @@ impl DataTree {
         self.acls.release(old.acl);
         self.data_size = self
             .data_size
-            .saturating_sub((path.len() + old.data.len()) as u64);
+            .saturating_sub((path.len() + old_data_len) as u64);
         match NodeKind::of(old.stat.ephemeral_owner) {
             NodeKind::Persistent => {}
             NodeKind::Container => {
@@ -432,12 +435,11 @@ impl DataTree {
         }
     }
 
-    fn shared_data(&self, data: &[u8]) -> Arc<[u8]> {
-        if data.is_empty() {
-            self.empty.clone()
-        } else {
-            Arc::from(data)
-        }
+    fn shared_data(&self, data: Option<&[u8]>) -> Option<Arc<[u8]>> {
+        Some(match data? {
+            [] => self.empty.clone(),
+            d => Arc::from(d),
+        })
     }
 
     // ---- reads -------------------------------------------------------------------
@@ -644,14 +646,14 @@ impl DataTree {
                 ..StatPersisted::default()
             };
             if self
-                .insert_node(Arc::from(path), self.empty.clone(), acl, stat)
+                .insert_node(Arc::from(path), Some(self.empty.clone()), acl, stat)
                 .is_err()
             {
                 self.acls.release(acl);
                 return;
             }
         }
-        let _ = self.set_data(path, data, -1, config_version, time_ms);
+        let _ = self.set_data(path, Some(data), -1, config_version, time_ms);
     }
 
     /// Checks the tree's internal invariants in O(nodes): every node is reachable from `/`
@@ -737,7 +739,7 @@ impl DataTree {
         Ok(())
     }
 
-    /// A deterministic digest of every node (path, data, stored stat, child count, ACL),
+    /// A deterministic digest of every node (path, data or null, stored stat, child count, ACL),
     /// independent of the order nodes were created in and of the process: two trees with
     /// equal nodes have equal digests.
     pub fn digest(&self) -> u64 {
@@ -765,7 +767,10 @@ fn node_digest(s: &Slot, acl: &[Acl]) -> u64 {
     }
     let mut h = Fnv(0xcbf2_9ce4_8422_2325);
     h.field(s.path.as_deref().unwrap_or("").as_bytes());
-    h.field(&s.data);
+    match &s.data {
+        Some(d) => h.field(d),
+        None => h.bytes(&u64::MAX.to_le_bytes()),
+    }
     let st = &s.stat;
     for v in [
         st.czxid,

@@ -107,7 +107,9 @@ impl DataTree {
             tracing::warn!(%stat_path, "quota stats node missing");
             return;
         };
-        let Some(mut track) = StatsTrack::parse(&self.arena.slot(id).data) else {
+        let Some(mut track) =
+            StatsTrack::parse(self.arena.slot(id).data.as_deref().unwrap_or_default())
+        else {
             tracing::warn!(%stat_path, "quota stats node data malformed, not updated");
             return;
         };
@@ -125,7 +127,7 @@ impl DataTree {
             let mut stack = vec![root];
             while let Some(id) = stack.pop() {
                 count += 1;
-                bytes += self.arena.slot(id).data.len() as i64;
+                bytes += self.arena.slot(id).data_len() as i64;
                 stack.extend(self.child_ids(id));
             }
         }
@@ -143,9 +145,9 @@ impl DataTree {
     fn replace_data_in_place(&mut self, id: u32, data: Vec<u8>) {
         self.journal_modified(id);
         let new_len = data.len() as u64;
-        let data = self.shared_data(&data);
+        let data = self.shared_data(Some(&data));
         let slot = self.arena.slot_mut(id);
-        let old_len = slot.data.len() as u64;
+        let old_len = slot.data_len() as u64;
         slot.data = data;
         self.data_size = self.data_size.saturating_sub(old_len) + new_len;
     }

@@ -2,10 +2,10 @@
 //! on any thread while the tree goes on applying txns, and read back by
 //! [`DataTree::read_from`].
 //!
-//! Format, version 1, all integers little-endian:
+//! Format, version 2, all integers little-endian:
 //!
 //! ```text
-//! "ZKDT" | u32 version = 1
+//! "ZKDT" | u32 version = 2
 //! i64 last_zxid | u64 node_count | u32 session_count | u32 acl_list_count
 //! session_count × (i64 session_id | i32 timeout_ms)
 //! acl_list_count × (u32 entries | entries × (i32 perms | str scheme | str id))
@@ -16,7 +16,11 @@
 //! "DTND" | u32 crc32c of every byte before "DTND"
 //! ```
 //! `str` is `u32 len | UTF-8 bytes`. Nodes come parents first (`/` first), so the reader
-//! links each node to a parent it has already read.
+//! links each node to a parent it has already read. A `data_len` of `0xffff_ffff` is null
+//! data (no data bytes follow).
+//!
+//! Version 1 is the same without null data (a `data_len` of `0xffff_ffff` is refused
+//! there); it is still read.
 
 use std::io::{self, Read, Write};
 use std::sync::Arc;
@@ -29,7 +33,11 @@ use super::{DataTree, InvalidPath, validate_path};
 
 const MAGIC: &[u8; 4] = b"ZKDT";
 const END_MAGIC: &[u8; 4] = b"DTND";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
+/// The version before null data, still read.
+const VERSION_NO_NULL: u32 = 1;
+/// `data_len` of a node with null data.
+const NULL_DATA_LEN: u32 = u32::MAX;
 const NODE_HEADER_LEN: usize = 12 + 5 * 8 + 3 * 4 + 8;
 /// Longest path accepted (ZooKeeper's requests are capped by `jute.maxbuffer`, 1 MiB by
 /// default; paths are far shorter in practice).
@@ -263,7 +271,13 @@ fn write_node(out: &mut impl Write, slot: &Slot, acl: u32) -> io::Result<()> {
     let path = slot.path.as_deref().ok_or_else(corrupt_view)?;
     let too_long = || io::Error::new(io::ErrorKind::InvalidData, "node field too long");
     let path_len = u32::try_from(path.len()).map_err(|_| too_long())?;
-    let data_len = u32::try_from(slot.data.len()).map_err(|_| too_long())?;
+    let data_len = match &slot.data {
+        Some(d) => u32::try_from(d.len())
+            .ok()
+            .filter(|&l| l <= MAX_DATA_LEN)
+            .ok_or_else(too_long)?,
+        None => NULL_DATA_LEN,
+    };
     let s = &slot.stat;
     let mut header = [0u8; NODE_HEADER_LEN];
     let mut at = 0;
@@ -283,7 +297,7 @@ fn write_node(out: &mut impl Write, slot: &Slot, acl: u32) -> io::Result<()> {
     put(&s.ephemeral_owner.to_le_bytes());
     out.write_all(&header)?;
     out.write_all(path.as_bytes())?;
-    out.write_all(&slot.data)
+    out.write_all(slot.data.as_deref().unwrap_or_default())
 }
 
 /// Reads exactly what it is asked for (never ahead of the snapshot's end), updating the
@@ -382,7 +396,7 @@ impl DataTree {
             return Err(TreeSnapshotError::BadMagic);
         }
         let version = r.u32()?;
-        if version != VERSION {
+        if version != VERSION && version != VERSION_NO_NULL {
             return Err(TreeSnapshotError::UnsupportedVersion(version));
         }
         let last_zxid = r.i64()?;
@@ -438,7 +452,8 @@ impl DataTree {
                     len: u64::from(path_len),
                 });
             }
-            if data_len > MAX_DATA_LEN {
+            let null_data = data_len == NULL_DATA_LEN && version != VERSION_NO_NULL;
+            if data_len > MAX_DATA_LEN && !null_data {
                 return Err(TreeSnapshotError::TooLong {
                     what: "data",
                     len: u64::from(data_len),
@@ -481,8 +496,12 @@ impl DataTree {
                     count: acl_count,
                 });
             };
-            r.bytes_into(data_len as usize, &mut scratch)?;
-            let data = tree.shared_data(&scratch);
+            let data = if null_data {
+                None
+            } else {
+                r.bytes_into(data_len as usize, &mut scratch)?;
+                tree.shared_data(Some(&scratch))
+            };
             let parent_path = super::split_parent(&path).map(|(p, _)| p);
             let mut parent = None;
             while let Some(&top) = ancestors.last() {

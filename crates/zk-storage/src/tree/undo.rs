@@ -26,7 +26,7 @@ pub(crate) enum Undo {
 #[derive(Debug, Clone)]
 pub(crate) struct NodeImage {
     path: Arc<str>,
-    data: Arc<[u8]>,
+    data: Option<Arc<[u8]>>,
     stat: StatPersisted,
     acl: Arc<[Acl]>,
 }
@@ -102,9 +102,9 @@ impl DataTree {
                         continue;
                     };
                     let acl = self.acls.intern(&image.acl);
-                    let new_len = image.data.len() as u64;
+                    let new_len = image.data.as_deref().map_or(0, <[u8]>::len) as u64;
                     let slot = self.arena.slot_mut(id);
-                    let old_len = slot.data.len() as u64;
+                    let old_len = slot.data_len() as u64;
                     slot.data = image.data;
                     slot.stat = image.stat;
                     let old_acl = std::mem::replace(&mut slot.acl, acl);
