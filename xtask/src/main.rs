@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod chaos;
 mod cluster;
+mod difftest;
 mod interop;
 
 #[derive(Parser)]
@@ -34,6 +35,9 @@ enum Cmd {
     /// Faults (kill -9, SIGSTOP, partitions) under load on a local ensemble, then a
     /// linearizability and convergence check of what the clients saw.
     Chaos(chaos::ChaosArgs),
+    /// The same seeded random client operations against our ensemble and Apache
+    /// ZooKeeper 3.8; any difference in replies or watch events is shrunk and printed.
+    Difftest(difftest::DifftestArgs),
     /// Drive a local ensemble with kazoo and Apache's zkCli.sh and check the results.
     Interop(interop::InteropArgs),
 }
@@ -43,6 +47,7 @@ fn main() -> Result<()> {
         Cmd::Ci => ci(),
         Cmd::Chaos(args) => chaos::run(args),
         Cmd::Cluster(args) => cluster::run(args),
+        Cmd::Difftest(args) => difftest::run(args),
         Cmd::Interop(args) => interop::run(args),
         Cmd::Bench(args) => bench::run(args),
     }

@@ -126,11 +126,11 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
 pub struct Ensemble {
     /// What runs.
     pub system: System,
-    dir: PathBuf,
-    client_base: u16,
-    server_bin: PathBuf,
-    settings: Settings,
-    children: Vec<Option<Child>>,
+    pub(crate) dir: PathBuf,
+    pub(crate) client_base: u16,
+    pub(crate) server_bin: PathBuf,
+    pub(crate) settings: Settings,
+    pub(crate) children: Vec<Option<Child>>,
 }
 
 impl Ensemble {
@@ -401,7 +401,7 @@ impl Drop for Ensemble {
 }
 
 /// The log4j 1.2 config of an Apache node: one rolling file in the node's `log/`.
-const LOG4J: &str = "log4j.rootLogger=${zookeeper.root.logger}
+pub(crate) const LOG4J: &str = "log4j.rootLogger=${zookeeper.root.logger}
 log4j.appender.ROLLINGFILE=org.apache.log4j.RollingFileAppender
 log4j.appender.ROLLINGFILE.Threshold=INFO
 log4j.appender.ROLLINGFILE.File=${zookeeper.log.dir}/${zookeeper.log.file}

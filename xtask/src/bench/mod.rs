@@ -7,7 +7,7 @@
 //! measurement runs on one system, then the other, alternating which goes first. The
 //! table goes to `docs/benchmarks/results.md`, the plot to `docs/benchmarks/results.svg`.
 
-mod ensemble;
+pub(crate) mod ensemble;
 mod load;
 mod report;
 mod scenarios;
