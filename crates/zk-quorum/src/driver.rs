@@ -436,6 +436,7 @@ where
             observers: HashSet::new(),
             waiting: BTreeMap::new(),
             inputs: VecDeque::new(),
+            unsent: Vec::new(),
             outbox: Outbox::new(server_events),
             max_outstanding: config.max_outstanding,
             storage,
@@ -473,6 +474,9 @@ struct LeaderRun<'a, L, E, M> {
     observers: HashSet<ServerId>,
     waiting: BTreeMap<Zxid, oneshot::Sender<Result<Zxid, ZabError>>>,
     inputs: VecDeque<Input>,
+    /// Packets for each learner stream `(sid, conn)` not yet queued: everything sent to one
+    /// learner in a loop turn goes into its queue as one item (see [`LeaderRun::flush_sends`]).
+    unsent: Vec<(ServerId, u64, Vec<Packet>)>,
     outbox: Outbox<LeaderEvent>,
     max_outstanding: usize,
     storage: &'a mut NodeStorage<L, E, M>,
@@ -497,6 +501,7 @@ impl<L: TxnLog, E: EpochStore, M: StateMachine> LeaderRun<'_, L, E, M> {
         if let Some(reason) = self.execute(first)? {
             return Ok(reason);
         }
+        self.flush_sends();
         loop {
             let takes_ops = self.takes_ops();
             // Learner packets may produce server events: stop reading them while the
@@ -545,9 +550,14 @@ impl<L: TxnLog, E: EpochStore, M: StateMachine> LeaderRun<'_, L, E, M> {
                         break;
                     }
                 }
+                // The packets go out before the leader's own fsync, so that the followers
+                // write in parallel with it.
+                self.flush_sends();
                 // Group commit: one sync for everything appended in this turn.
                 match self.storage.sync()? {
                     Some(zxid) => self.inputs.push_back(Input::Persisted { zxid }),
+                    // A learner dropped while flushing.
+                    None if budget > 0 && !self.inputs.is_empty() => {}
                     None => break,
                 }
             }
@@ -653,8 +663,42 @@ impl<L: TxnLog, E: EpochStore, M: StateMachine> LeaderRun<'_, L, E, M> {
         }
     }
 
-    fn send(&mut self, to: ServerId, item: Outbound) {
-        let Some((_, tx)) = self.learners.get(&to) else {
+    /// Adds packets for learner `to` to what goes into its queue at the next
+    /// [`LeaderRun::flush_sends`] (nothing if it is not connected).
+    fn send(&mut self, to: ServerId, packets: impl IntoIterator<Item = Packet>) {
+        let Some(&(conn, _)) = self.learners.get(&to) else {
+            return;
+        };
+        match self
+            .unsent
+            .iter_mut()
+            .find(|(sid, c, _)| *sid == to && *c == conn)
+        {
+            Some((_, _, queued)) => queued.extend(packets),
+            None => self.unsent.push((to, conn, packets.into_iter().collect())),
+        }
+    }
+
+    /// Queues what [`LeaderRun::send`] collected: one queue item per learner (a batch when
+    /// it is more than one packet), so a burst of proposals, or a sync of many in-memory
+    /// txns, takes one slot of the learner's bounded queue instead of one per packet. A
+    /// learner whose queue is full or closed is dropped (it re-syncs).
+    fn flush_sends(&mut self) {
+        for (to, conn, mut packets) in std::mem::take(&mut self.unsent) {
+            let item = match packets.len() {
+                0 => continue,
+                1 => match packets.pop() {
+                    Some(p) => Outbound::One(p),
+                    None => continue,
+                },
+                _ => Outbound::Batch(packets),
+            };
+            self.queue(to, conn, item);
+        }
+    }
+
+    fn queue(&mut self, to: ServerId, conn: u64, item: Outbound) {
+        let Some((_, tx)) = self.learners.get(&to).filter(|(c, _)| *c == conn) else {
             return;
         };
         if let Err(e) = tx.try_send(item) {
@@ -674,10 +718,10 @@ impl<L: TxnLog, E: EpochStore, M: StateMachine> LeaderRun<'_, L, E, M> {
                 continue;
             };
             match cmd {
-                Command::Send { to, packet } => self.send(to, Outbound::One(packet)),
+                Command::Send { to, packet } => self.send(to, [packet]),
                 Command::SendSnapshot { to, zxid } => {
                     let packets = self.storage.snapshot(zxid)?;
-                    self.send(to, Outbound::Batch(packets));
+                    self.send(to, packets);
                 }
                 Command::SendLogRange { to, after, up_to } => {
                     let mut packets = Vec::new();
@@ -686,7 +730,7 @@ impl<L: TxnLog, E: EpochStore, M: StateMachine> LeaderRun<'_, L, E, M> {
                         packets.push(Packet::Proposal(t));
                         packets.push(Packet::Commit { zxid });
                     }
-                    self.send(to, Outbound::Batch(packets));
+                    self.send(to, packets);
                 }
                 Command::SyncChosen {
                     learner,
@@ -719,9 +763,14 @@ impl<L: TxnLog, E: EpochStore, M: StateMachine> LeaderRun<'_, L, E, M> {
                 }
                 Command::Disconnect { peer, reason } => {
                     debug!(peer, %reason, "closing learner stream");
+                    // What was sent before goes out before the stream ends.
+                    self.flush_sends();
                     self.learners.remove(&peer);
                 }
-                Command::GoLooking { reason } => return Ok(Some(reason)),
+                Command::GoLooking { reason } => {
+                    self.flush_sends();
+                    return Ok(Some(reason));
+                }
                 Command::Request { from, request } => {
                     self.queue_event(from, LeaderEvent::Request { from, request });
                 }

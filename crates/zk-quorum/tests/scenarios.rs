@@ -569,3 +569,33 @@ async fn an_observer_down_while_writes_commit_catches_up_by_diff() -> anyhow::Re
     assert_eq!(records(&obs_st.log)?, records(&leader_st.log)?);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_diff_longer_than_the_learner_queue_still_syncs_the_follower() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let root = dir.path();
+    // 500 txns in memory, a learner queue of 256 items (`options()`).
+    let config = Config {
+        snapshot_size_percent: None,
+        ..Config::default()
+    };
+    let mut leader = start_leader(voters(), config.clone(), open(root, 1)?).await?;
+    let mut f2 = start_follower(2, &leader.addr, config.clone(), open(root, 2)?);
+    leader.node.wait_applied(0).await?;
+    let mut last = 0;
+    for i in 0..10 {
+        last = leader.write(&format!("a{i}-"), 30).await?;
+    }
+    f2.wait_applied(last).await?;
+
+    // 300 txns behind, all in the leader's memory: a DIFF of 600 packets.
+    let mut f3 = start_follower(3, &leader.addr, config.clone(), open(root, 3)?);
+    f3.wait_applied(last).await?;
+    assert_eq!(f3.sync_mode(), Some(SyncMode::Diff));
+    assert_eq!(leader.syncs(), (2, 0, 0), "synced at the first attempt");
+    let f3_st = f3.stop().await?;
+    drop(f2.stop().await?);
+    let leader_st = leader.node.stop().await?;
+    assert_eq!(records(&f3_st.log)?, records(&leader_st.log)?);
+    Ok(())
+}
