@@ -10,6 +10,11 @@
 //! * `addWatch(PERSISTENT)` watches the node's data and children and stays after firing;
 //!   `addWatch(PERSISTENT_RECURSIVE)` watches the data events of the node and of every
 //!   descendant, but never `NodeChildrenChanged` ([`WatchManager::add_watch`]).
+//! * As in ZooKeeper 3.8.0 (`WatcherModeManager`), a session has one mode per path and
+//!   table, the last set: a second addWatch on a path replaces the first, and a getData
+//!   watch makes the data half of a persistent watch one-shot. Both addWatch modes are an
+//!   entry in the data and in the child table, so checkWatches / removeWatches of `Data`
+//!   or `Children` find (and remove) either half, and `zk_watch_count` counts both.
 //! * `NodeCreated` and `NodeDataChanged` fire data watches; `NodeChildrenChanged` fires
 //!   child watches; `NodeDeleted` fires both, and a session gets one event per trigger.
 //!   [`WatchManager::node_created`], [`WatchManager::node_deleted`] and
@@ -92,10 +97,19 @@ impl WatchedEvent {
     }
 }
 
-/// Watch modes held by one session on one path (`WatchStats`), as bits.
-const STANDARD: u8 = 1;
-const PERSISTENT: u8 = 2;
-const RECURSIVE: u8 = 4;
+/// The mode of one session's watch on one path in one table (ZooKeeper 3.8's
+/// `WatcherMode`, kept by its `WatcherModeManager`): one mode per session and path, the
+/// last one set wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// One-shot (getData, exists, getChildren): gone once it fires.
+    Standard,
+    /// addWatch(PERSISTENT): fires for events on the path, stays.
+    Persistent,
+    /// addWatch(PERSISTENT_RECURSIVE): fires for events on the path and every descendant,
+    /// except `NodeChildrenChanged`, and stays.
+    Recursive,
+}
 
 /// The parent of an absolute path (`/a/b` → `/a`, `/a` → `/`, `/` → none).
 fn parent(path: &str) -> Option<&str> {
@@ -109,128 +123,109 @@ fn parent(path: &str) -> Option<&str> {
     }
 }
 
-/// One of ZooKeeper's two watch tables.
+/// One of ZooKeeper's two watch tables (`WatchManager`).
 #[derive(Debug, Default, Clone)]
 struct Table {
-    /// path → sessions watching it (`watchTable`).
+    /// path → sessions watching it (`watchTable`); no empty sets.
     by_path: HashMap<String, HashSet<SessionId>>,
-    /// session → path → modes (`watch2Paths`).
-    by_session: HashMap<SessionId, HashMap<String, u8>>,
-    /// How many (session, path) pairs hold a recursive mode.
+    /// session → path → mode (`watch2Paths` plus the `WatcherModeManager`). As in
+    /// ZooKeeper, a session stays here with no path once its watches have fired or been
+    /// removed, until [`Table::remove_session`] (`wchs` counts it as a connection).
+    by_session: HashMap<SessionId, HashMap<String, Mode>>,
+    /// How many (session, path) pairs are recursive (`recursiveQty`): while it is 0 a
+    /// trigger looks at the path only, not its ancestors.
     recursive: usize,
 }
 
 impl Table {
-    fn add(&mut self, path: &str, session: SessionId, mode: u8) -> bool {
-        let paths = self.by_session.entry(session).or_default();
-        let old = paths.get(path).copied().unwrap_or(0);
-        let new = old | mode;
-        if new == old {
-            return false;
-        }
-        paths.insert(path.to_string(), new);
-        self.by_path
-            .entry(path.to_string())
+    /// `WatchManager.addWatch`: sets the session's mode on `path`, replacing any other.
+    fn add(&mut self, path: &str, session: SessionId, mode: Mode) {
+        let old = self
+            .by_session
+            .entry(session)
             .or_default()
-            .insert(session);
-        if mode & RECURSIVE != 0 && old & RECURSIVE == 0 {
-            self.recursive += 1;
+            .insert(path.to_string(), mode);
+        if old.is_none() {
+            self.by_path
+                .entry(path.to_string())
+                .or_default()
+                .insert(session);
+        }
+        let was_recursive = old == Some(Mode::Recursive);
+        match (was_recursive, mode == Mode::Recursive) {
+            (false, true) => self.recursive += 1,
+            (true, false) => self.recursive -= 1,
+            _ => {}
+        }
+    }
+
+    fn mode(&self, path: &str, session: SessionId) -> Option<Mode> {
+        self.by_session.get(&session)?.get(path).copied()
+    }
+
+    /// `WatchManager.removeWatcher(path, watcher)`: drops the session's watch on `path`,
+    /// whatever its mode; false if it had none.
+    fn remove(&mut self, path: &str, session: SessionId) -> bool {
+        let Some(old) = self
+            .by_session
+            .get_mut(&session)
+            .and_then(|paths| paths.remove(path))
+        else {
+            return false;
+        };
+        self.unlink(path, session);
+        if old == Mode::Recursive {
+            self.recursive -= 1;
         }
         true
     }
 
-    fn modes(&self, path: &str, session: SessionId) -> u8 {
-        self.by_session
-            .get(&session)
-            .and_then(|p| p.get(path))
-            .copied()
-            .unwrap_or(0)
-    }
-
-    /// Drops (session, path) from both maps, returning its former modes.
-    fn unwatch(&mut self, path: &str, session: SessionId) -> u8 {
-        let Some(paths) = self.by_session.get_mut(&session) else {
-            return 0;
-        };
-        let Some(old) = paths.remove(path) else {
-            return 0;
-        };
-        if paths.is_empty() {
-            self.by_session.remove(&session);
-        }
+    /// Drops `session` from the sessions of `path`.
+    fn unlink(&mut self, path: &str, session: SessionId) {
         if let Some(set) = self.by_path.get_mut(path) {
             set.remove(&session);
             if set.is_empty() {
                 self.by_path.remove(path);
             }
         }
-        if old & RECURSIVE != 0 {
-            self.recursive -= 1;
-        }
-        old
     }
 
-    /// Removes `mode` (every mode when None); true if something was removed.
-    fn remove(&mut self, path: &str, session: SessionId, mode: Option<u8>) -> bool {
-        let old = self.modes(path, session);
-        if old == 0 {
-            return false;
-        }
-        let new = match mode {
-            Some(m) => old & !m,
-            None => 0,
-        };
-        if new == old {
-            return false;
-        }
-        if new == 0 {
-            self.unwatch(path, session);
-        } else {
-            if let Some(p) = self.by_session.get_mut(&session) {
-                p.insert(path.to_string(), new);
-            }
-            if old & RECURSIVE != 0 && new & RECURSIVE == 0 {
-                self.recursive -= 1;
-            }
-        }
-        true
-    }
-
+    /// `WatchManager.removeWatcher(watcher)`: every watch of the session.
     fn remove_session(&mut self, session: SessionId) {
         let Some(paths) = self.by_session.remove(&session) else {
             return;
         };
-        for (path, modes) in paths {
-            if let Some(set) = self.by_path.get_mut(&path) {
-                set.remove(&session);
-                if set.is_empty() {
-                    self.by_path.remove(&path);
-                }
-            }
-            if modes & RECURSIVE != 0 {
+        for (path, mode) in paths {
+            self.unlink(&path, session);
+            if mode == Mode::Recursive {
                 self.recursive -= 1;
             }
         }
     }
 
-    /// `WatchManager.triggerWatch`: the sessions whose watch on `path` (or recursive watch
-    /// on an ancestor) fires; one-shot modes on `path` are consumed.
-    fn trigger(&mut self, path: &str) -> BTreeSet<SessionId> {
-        let mut fired = BTreeSet::new();
+    /// `WatchManager.triggerWatch`: adds to `fired` the sessions whose watch on `path`
+    /// fires (or whose recursive watch on an ancestor does, except for
+    /// `NodeChildrenChanged`); one-shot watches on `path` are consumed. Cost: the
+    /// watchers of `path`, plus those of its ancestors while any recursive watch exists.
+    fn trigger(&mut self, path: &str, children_changed: bool, fired: &mut BTreeSet<SessionId>) {
         let mut current = Some(path);
         let mut at_parent = false;
+        let mut consumed = Vec::new();
         while let Some(p) = current {
             if let Some(sessions) = self.by_path.get(p) {
-                let sessions: Vec<SessionId> = sessions.iter().copied().collect();
-                for s in sessions {
-                    let modes = self.modes(p, s);
-                    if !at_parent {
-                        fired.insert(s);
-                        if modes & STANDARD != 0 {
-                            self.remove(p, s, Some(STANDARD));
+                for &s in sessions {
+                    match self.mode(p, s) {
+                        Some(Mode::Recursive) if !children_changed => {
+                            fired.insert(s);
                         }
-                    } else if modes & RECURSIVE != 0 {
-                        fired.insert(s);
+                        Some(Mode::Recursive) => {}
+                        Some(mode) if !at_parent => {
+                            fired.insert(s);
+                            if mode == Mode::Standard {
+                                consumed.push(s);
+                            }
+                        }
+                        _ => {}
                     }
                 }
             }
@@ -240,7 +235,12 @@ impl Table {
             current = parent(p);
             at_parent = true;
         }
-        fired
+        for s in consumed {
+            if let Some(paths) = self.by_session.get_mut(&s) {
+                paths.remove(path);
+            }
+            self.unlink(path, s);
+        }
     }
 
     /// Number of (session, path) pairs (`WatchManager.size`).
@@ -290,50 +290,54 @@ impl WatchManager {
         WatchManager::default()
     }
 
-    /// A one-shot data watch (getData, exists — also on a missing node).
+    /// A one-shot data watch (getData, exists — also on a missing node). As in ZooKeeper
+    /// 3.8, it replaces the session's persistent or recursive mode on `path` in the data
+    /// table.
     pub fn add_data_watch(&mut self, session: SessionId, path: &str) {
-        self.data.add(path, session, STANDARD);
+        self.data.add(path, session, Mode::Standard);
     }
 
-    /// A one-shot child watch (getChildren).
+    /// A one-shot child watch (getChildren); replaces the session's mode on `path` in the
+    /// child table.
     pub fn add_child_watch(&mut self, session: SessionId, path: &str) {
-        self.child.add(path, session, STANDARD);
+        self.child.add(path, session, Mode::Standard);
     }
 
     /// addWatch: a persistent watch (data and children of `path`) or a persistent recursive
-    /// one (data of `path` and every descendant), as `DataTree.addWatch`.
+    /// one (data of `path` and every descendant). As `DataTree.addWatch` in ZooKeeper 3.8,
+    /// either is an entry in both the data and the child table, replacing the session's
+    /// mode on `path` there (a second addWatch with another mode replaces the first).
     pub fn add_watch(&mut self, session: SessionId, path: &str, mode: AddWatchMode) {
-        match mode {
-            AddWatchMode::Persistent => {
-                self.data.add(path, session, PERSISTENT);
-                self.child.add(path, session, PERSISTENT);
-            }
-            AddWatchMode::PersistentRecursive => {
-                self.data.add(path, session, RECURSIVE);
-            }
-        }
+        let mode = match mode {
+            AddWatchMode::Persistent => Mode::Persistent,
+            AddWatchMode::PersistentRecursive => Mode::Recursive,
+        };
+        self.data.add(path, session, mode);
+        self.child.add(path, session, mode);
     }
 
     /// Fires the watches one event on `path` triggers, in session order, at most one event
-    /// per session. `NodeCreated`/`NodeDataChanged` → data watches (and recursive watches
-    /// of ancestors); `NodeChildrenChanged` → child watches; `NodeDeleted` → both. Other
-    /// types fire nothing.
+    /// per session. `NodeCreated`/`NodeDataChanged` → the data table; `NodeChildrenChanged`
+    /// → the child table (recursive watches never get it); `NodeDeleted` → both. Recursive
+    /// watches of ancestors fire too. Other types fire nothing.
     pub fn trigger(
         &mut self,
         path: &str,
         event_type: EventType,
         zxid: Zxid,
     ) -> Vec<(SessionId, WatchedEvent)> {
-        let sessions = match event_type {
-            EventType::NodeCreated | EventType::NodeDataChanged => self.data.trigger(path),
-            EventType::NodeChildrenChanged => self.child.trigger(path),
-            EventType::NodeDeleted => {
-                let mut s = self.data.trigger(path);
-                s.extend(self.child.trigger(path));
-                s
+        let mut sessions = BTreeSet::new();
+        match event_type {
+            EventType::NodeCreated | EventType::NodeDataChanged => {
+                self.data.trigger(path, false, &mut sessions)
             }
-            _ => BTreeSet::new(),
-        };
+            EventType::NodeChildrenChanged => self.child.trigger(path, true, &mut sessions),
+            EventType::NodeDeleted => {
+                self.data.trigger(path, false, &mut sessions);
+                self.child.trigger(path, false, &mut sessions);
+            }
+            _ => {}
+        }
         sessions
             .into_iter()
             .map(|s| (s, WatchedEvent::new(event_type, path, zxid)))
@@ -366,20 +370,30 @@ impl WatchManager {
     }
 
     /// checkWatches: Ok if `session` has a watch of `kind` on `path`
-    /// (`DataTree.containsWatcher`).
+    /// (`DataTree.containsWatcher`). As in ZooKeeper 3.8, `Children` and `Data` ask the
+    /// child and the data table whatever the mode there, so a persistent or recursive
+    /// watch is found as either; `Any` asks both. `Persistent` and `PersistentRecursive`
+    /// (3.9's types, not on 3.8's wire) ask for that mode in the data table.
+    ///
+    /// ZooKeeper 3.8.0 answers yes when any session watches the path in the table asked
+    /// about (its `containsWatcher` does not look at the watcher; later releases do);
+    /// this looks at `session`'s watches only.
     pub fn check(
         &self,
         session: SessionId,
         path: &str,
         kind: WatcherType,
     ) -> Result<(), WatchError> {
-        let has = |t: &Table, m: u8| t.modes(path, session) & m != 0;
         let found = match kind {
-            WatcherType::Children => has(&self.child, STANDARD),
-            WatcherType::Data => has(&self.data, STANDARD),
-            WatcherType::Persistent => has(&self.data, PERSISTENT),
-            WatcherType::PersistentRecursive => has(&self.data, RECURSIVE),
-            WatcherType::Any => has(&self.child, !0) || has(&self.data, !0),
+            WatcherType::Children => self.child.mode(path, session).is_some(),
+            WatcherType::Data => self.data.mode(path, session).is_some(),
+            WatcherType::Any => {
+                self.child.mode(path, session).is_some() || self.data.mode(path, session).is_some()
+            }
+            WatcherType::Persistent => self.data.mode(path, session) == Some(Mode::Persistent),
+            WatcherType::PersistentRecursive => {
+                self.data.mode(path, session) == Some(Mode::Recursive)
+            }
         };
         if found {
             Ok(())
@@ -389,25 +403,35 @@ impl WatchManager {
     }
 
     /// removeWatches: removes `session`'s watches of `kind` on `path`
-    /// (`DataTree.removeWatch`); `NoWatcher` when there was none.
+    /// (`DataTree.removeWatch`); `NoWatcher` when there was none. As in ZooKeeper 3.8,
+    /// `Children` and `Data` remove the session's entry in that table whatever its mode
+    /// (so removing the data half of a persistent watch leaves its child half firing),
+    /// `Any` both. `Persistent` / `PersistentRecursive` remove that mode from both tables.
     pub fn remove(
         &mut self,
         session: SessionId,
         path: &str,
         kind: WatcherType,
     ) -> Result<(), WatchError> {
+        let remove_mode = |t: &mut Table, mode: Mode| {
+            t.mode(path, session) == Some(mode) && t.remove(path, session)
+        };
         let removed = match kind {
-            WatcherType::Children => self.child.remove(path, session, Some(STANDARD)),
-            WatcherType::Data => self.data.remove(path, session, Some(STANDARD)),
-            WatcherType::Persistent => {
-                let c = self.child.remove(path, session, Some(PERSISTENT));
-                let d = self.data.remove(path, session, Some(PERSISTENT));
+            WatcherType::Children => self.child.remove(path, session),
+            WatcherType::Data => self.data.remove(path, session),
+            WatcherType::Any => {
+                let c = self.child.remove(path, session);
+                let d = self.data.remove(path, session);
                 c || d
             }
-            WatcherType::PersistentRecursive => self.data.remove(path, session, Some(RECURSIVE)),
-            WatcherType::Any => {
-                let c = self.child.remove(path, session, None);
-                let d = self.data.remove(path, session, None);
+            WatcherType::Persistent => {
+                let c = remove_mode(&mut self.child, Mode::Persistent);
+                let d = remove_mode(&mut self.data, Mode::Persistent);
+                c || d
+            }
+            WatcherType::PersistentRecursive => {
+                let c = remove_mode(&mut self.child, Mode::Recursive);
+                let d = remove_mode(&mut self.data, Mode::Recursive);
                 c || d
             }
         };
@@ -473,15 +497,17 @@ impl WatchManager {
         events
     }
 
-    /// Total watches in both tables (`DataTree.getWatchCount`, mntr's `zk_watch_count`).
+    /// Total watches in both tables (`DataTree.getWatchCount`, mntr's `zk_watch_count`):
+    /// a persistent or recursive watch counts twice, once per table, as in ZooKeeper 3.8.
     pub fn watch_count(&self) -> usize {
         self.data.size() + self.child.size()
     }
 
     /// The `wchs` figures. As in ZooKeeper (`DataTree.getWatchesSummary`) they cover the
     /// data-watch table: getData/exists, persistent and recursive watches, not
-    /// getChildren watches. `connections` counts sessions that hold a watch now
-    /// (ZooKeeper also counts sessions whose watches have all fired).
+    /// getChildren watches. `connections` counts the sessions that have held a data-table
+    /// watch since they connected, also those whose watches have all fired or been
+    /// removed (ZooKeeper keeps a watcher in `watch2Paths` until its connection closes).
     pub fn summary(&self) -> WatchesSummary {
         WatchesSummary {
             connections: self.data.by_session.len(),
@@ -490,7 +516,8 @@ impl WatchManager {
         }
     }
 
-    /// `wchc` data: watched paths per session (data-watch table, as ZooKeeper).
+    /// `wchc` data: watched paths per session (data-watch table, as ZooKeeper; a session
+    /// whose watches have all fired is listed with no path).
     pub fn by_session(&self) -> BTreeMap<SessionId, BTreeSet<String>> {
         self.data
             .by_session

@@ -1277,9 +1277,8 @@ async fn raw_add_watch_modes() -> Result<()> {
 
 /// In ZooKeeper 3.8.0 a connection has one watch mode per path (`WatcherModeManager`):
 /// addWatch(recursive) after addWatch(persistent) on the same path replaces it, so the
-/// path's NodeChildrenChanged is no longer sent. Ours keeps both modes.
+/// path's NodeChildrenChanged is no longer sent.
 #[tokio::test]
-#[ignore = "known difference: watch modes on one path accumulate (needs a change in watch.rs)"]
 async fn second_add_watch_mode_replaces_the_first() -> Result<()> {
     let server = ZkServer::start()?;
     let mut c = Raw::connect(server.socket_addr(), 10_000).await?;
@@ -2680,10 +2679,8 @@ async fn set_acl_fires_no_watch() -> Result<()> {
 
 /// In ZooKeeper 3.8.0 a persistent watch is an entry in both the data and the child watch
 /// tables: checkWatches finds it as a data and as a child watch, and removeWatches(data)
-/// removes only its data half (child events go on). Ours keeps persistent watches apart
-/// from the data and child ones.
+/// removes only its data half (child events go on).
 #[tokio::test]
-#[ignore = "known difference: a persistent watch is not a data plus a child watch (needs a change in watch.rs)"]
 async fn persistent_watch_is_a_data_and_a_child_watch() -> Result<()> {
     let server = ZkServer::start()?;
     let mut c = Raw::connect(server.socket_addr(), 10_000).await?;

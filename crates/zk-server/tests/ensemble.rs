@@ -647,7 +647,10 @@ async fn watches_set_on_a_follower_fire_for_writes_through_other_servers() -> Re
         let (_, child_w) = watcher.list_and_watch_children("/w").await?;
         let (none, exists_w) = watcher.check_and_watch_stat("/w/new").await?;
         ensure!(none.is_none());
-        let mut recursive = watcher
+        // From another session: in ZooKeeper 3.8 a session's recursive watch on /w would
+        // replace its getChildren watch there (one watch mode per session and path).
+        let recursive_watcher = client_of(&ens, f1).await?;
+        let mut recursive = recursive_watcher
             .watch("/w", zk::AddWatchMode::PersistentRecursive)
             .await?;
         // Writes through the other follower and through the leader.

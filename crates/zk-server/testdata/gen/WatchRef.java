@@ -40,7 +40,7 @@ public class WatchRef {
       }
       Collections.sort(events);
       org.apache.zookeeper.server.watch.WatchesSummary sum = dt.getWatchesSummary();
-      System.out.println(line + " | " + res + " | " + String.join(",", events) + " | " + sum.getNumPaths() + " " + sum.getTotalWatches() + " " + dt.getWatchCount());
+      System.out.println(line + " | " + res + " | " + String.join(",", events) + " | " + sum.getNumPaths() + " " + sum.getTotalWatches() + " " + dt.getWatchCount() + " " + sum.getNumConnections());
       n++;
     }
     System.err.println("ops " + n);
