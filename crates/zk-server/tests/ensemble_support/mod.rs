@@ -22,6 +22,33 @@ pub const TICK_MS: u32 = 500;
 /// How long an ensemble may take to elect a leader and serve.
 pub const ELECTION_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long every thread of a process may take to stop after SIGSTOP.
+const PAUSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// True when every thread of process `pid` is in the stopped state (`T` in
+/// `/proc/<pid>/task/<tid>/stat`); an error if the process is gone or a zombie.
+fn all_threads_stopped(pid: u32) -> Result<bool> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .with_context(|| format!("process {pid} is gone"))?;
+    let mut threads = 0;
+    for task in tasks {
+        // A thread that exits meanwhile has nothing left to stop.
+        let Ok(stat) = std::fs::read_to_string(task?.path().join("stat")) else {
+            continue;
+        };
+        // "tid (comm) S ...": the state follows the last ')' (comm may hold one).
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next());
+        match state {
+            Some('T') => threads += 1,
+            Some('Z' | 'X') => bail!("process {pid} exited"),
+            _ => return Ok(false),
+        }
+    }
+    Ok(threads > 0)
+}
+
 /// One node's addresses and process.
 struct NodeProc {
     id: u32,
@@ -316,9 +343,24 @@ impl Ensemble {
         Ok(())
     }
 
-    /// Freezes node `id` (SIGSTOP): its sockets stay open, it answers nothing.
+    /// Freezes node `id` (SIGSTOP): its sockets stay open, it answers nothing. Returns once
+    /// every thread of the process has stopped: `kill` returns as soon as the signal is
+    /// queued, and on a loaded machine the process goes on running (and answering its
+    /// peers) until one of its threads is scheduled to take the stop.
     pub fn pause(&self, id: u32) -> Result<()> {
-        self.signal(id, "STOP")
+        self.signal(id, "STOP")?;
+        let pid = self
+            .pid(id)
+            .with_context(|| format!("node {id} is not running"))?;
+        let deadline = Instant::now() + PAUSE_TIMEOUT;
+        while !all_threads_stopped(pid)? {
+            ensure!(
+                Instant::now() < deadline,
+                "node {id} (pid {pid}) not stopped {PAUSE_TIMEOUT:?} after SIGSTOP"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        Ok(())
     }
 
     /// Thaws node `id` (SIGCONT).
