@@ -57,12 +57,34 @@ fn main() -> Result<()> {
 struct Step {
     name: &'static str,
     args: &'static [&'static str],
+    seed: Seed,
 }
+
+/// Whether a step gets a `--seed` appended.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Seed {
+    /// The command line as written.
+    None,
+    /// `--seed N` with N from the clock, printed so that a failure can be replayed.
+    Clock,
+}
+
+/// A seed from the clock (nanoseconds since the epoch).
+fn clock_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1)
+}
+
+/// The fixed seed of the seeded CI runs of chaos and difftest.
+const CI_SEED: &str = "20261125";
 
 const CI_STEPS: &[Step] = &[
     Step {
         name: "format",
         args: &["fmt", "--all", "--", "--check"],
+        seed: Seed::None,
     },
     Step {
         name: "clippy",
@@ -74,6 +96,7 @@ const CI_STEPS: &[Step] = &[
             "-D",
             "warnings",
         ],
+        seed: Seed::None,
     },
     Step {
         name: "tests",
@@ -85,10 +108,12 @@ const CI_STEPS: &[Step] = &[
             "--profile",
             "ci",
         ],
+        seed: Seed::None,
     },
     Step {
         name: "doc tests",
         args: &["test", "--workspace", "--doc"],
+        seed: Seed::None,
     },
     Step {
         name: "election bench (smoke)",
@@ -103,10 +128,41 @@ const CI_STEPS: &[Step] = &[
             "--runs",
             "3",
         ],
+        seed: Seed::None,
     },
     Step {
         name: "interop",
         args: &["xtask", "interop"],
+        seed: Seed::None,
+    },
+    Step {
+        name: "chaos (fixed seed)",
+        args: &[
+            "xtask",
+            "chaos",
+            "--nodes",
+            "5",
+            "--duration",
+            "60s",
+            "--seed",
+            CI_SEED,
+        ],
+        seed: Seed::None,
+    },
+    Step {
+        name: "chaos (clock seed)",
+        args: &["xtask", "chaos", "--nodes", "5", "--duration", "60s"],
+        seed: Seed::Clock,
+    },
+    Step {
+        name: "difftest (fixed seed)",
+        args: &["xtask", "difftest", "--ops", "2000", "--seed", CI_SEED],
+        seed: Seed::None,
+    },
+    Step {
+        name: "difftest (clock seed)",
+        args: &["xtask", "difftest", "--ops", "2000"],
+        seed: Seed::Clock,
     },
 ];
 
@@ -115,20 +171,32 @@ fn ci() -> Result<()> {
     let started = Instant::now();
     let mut results = Vec::new();
     for (i, step) in CI_STEPS.iter().enumerate() {
+        let mut args: Vec<String> = step.args.iter().map(|a| (*a).to_owned()).collect();
+        if step.seed == Seed::Clock {
+            args.push("--seed".into());
+            args.push(clock_seed().to_string());
+        }
         eprintln!(
             "==> [{}/{}] {}: cargo {}",
             i + 1,
             CI_STEPS.len(),
             step.name,
-            step.args.join(" ")
+            args.join(" ")
         );
         let t = Instant::now();
         let status = Command::new(&cargo)
-            .args(step.args)
+            .args(&args)
             .status()
             .with_context(|| format!("could not run cargo for step {}", step.name))?;
         results.push((step.name, status.success(), t.elapsed()));
         if !status.success() {
+            if step.seed == Seed::Clock {
+                eprintln!(
+                    "==> {} failed; replay it with: cargo {}",
+                    step.name,
+                    args.join(" ")
+                );
+            }
             break;
         }
     }

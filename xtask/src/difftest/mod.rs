@@ -23,7 +23,7 @@ pub mod normalise;
 pub mod ops;
 pub mod shrink;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs;
 use std::io::IsTerminal as _;
@@ -63,8 +63,9 @@ pub struct DifftestArgs {
     /// Longest sequence (ops per set of sessions); lengths vary from a quarter of it.
     #[arg(long, default_value_t = 60)]
     seq_len: usize,
-    /// Stop after this many distinct differences.
-    #[arg(long, default_value_t = 5)]
+    /// Stop after this many distinct differences (repeats of one are counted, not
+    /// shrunk again).
+    #[arg(long, default_value_t = 10)]
     max_diffs: usize,
     /// Replays allowed to shrink one difference.
     #[arg(long, default_value_t = 400)]
@@ -150,40 +151,35 @@ struct Finding {
     signature: String,
 }
 
-/// The shape of a difference, to count repeats rather than shrink them again: the op
-/// kind and both replies with paths, numbers and ranks blanked.
-fn signature(op: &Op, ours: &Step, theirs: &Step) -> String {
-    let blank = |s: &str| {
-        let mut out = String::new();
-        let mut in_path = false;
-        for c in s.chars() {
-            if c == '/' {
-                if !in_path {
-                    out.push('P');
-                }
-                in_path = true;
-                continue;
-            }
-            if in_path && (c.is_alphanumeric() || c == '-' || c == '_' || c == '.') {
-                continue;
-            }
-            in_path = false;
-            if c.is_ascii_digit() {
-                if !out.ends_with('#') {
-                    out.push('#');
-                }
-            } else {
-                out.push(c);
-            }
-        }
-        out
+/// The class of a step: `Ok`, `Err(Code)` or `Err(multi Code`, and the types of the
+/// events it brought.
+fn class(step: &Step) -> String {
+    let r = &step.reply;
+    let head = if r.starts_with("Ok") {
+        "Ok".to_owned()
+    } else if let Some(rest) = r.strip_prefix("Err(multi ") {
+        let code: String = rest.chars().take_while(|c| c.is_alphanumeric()).collect();
+        format!("Err(multi {code})")
+    } else {
+        r.chars().take_while(|c| *c != ' ' && *c != ',').collect()
     };
-    format!(
-        "{} | {} | {}",
-        op.kind(),
-        blank(&ours.text()),
-        blank(&theirs.text())
-    )
+    let mut kinds: Vec<&str> = step
+        .events
+        .iter()
+        .filter_map(|(_, e)| e.split(' ').next())
+        .collect();
+    kinds.sort_unstable();
+    if kinds.is_empty() {
+        head
+    } else {
+        format!("{head} +events[{}]", kinds.join(","))
+    }
+}
+
+/// The shape of a difference, to count repeats rather than shrink them again: the op
+/// kind and both replies' classes (see [`class`]).
+fn signature(op: &Op, ours: &Step, theirs: &Step) -> String {
+    format!("{} | {} | {}", op.kind(), class(ours), class(theirs))
 }
 
 /// Replaces the replay's root by `<root>` for printing.
@@ -343,7 +339,6 @@ fn drive(
     let mut kinds: BTreeMap<&'static str, usize> = BTreeMap::new();
     let (mut done, mut seq, mut sessions, mut events, mut replays) = (0usize, 0usize, 0, 0, 0);
     let mut findings: Vec<Finding> = Vec::new();
-    let mut seen: HashSet<String> = HashSet::new();
     let mut differing_sequences = 0usize;
     let mut diff_file = String::new();
     let bar = if std::io::stderr().is_terminal() {
@@ -397,7 +392,7 @@ fn drive(
             let sig = signature(op, sa, sb);
             if let Some(f) = findings.iter_mut().find(|f| f.signature == sig) {
                 f.seen += 1;
-            } else if seen.insert(sig.clone()) {
+            } else {
                 let msg = format!("sequence {seq}: difference at op {at} ({}), shrinking", op);
                 match &bar {
                     Some(b) => b.println(&msg),
@@ -542,5 +537,14 @@ mod tests {
         let c = signature(&op, &st("Ok(/dt-9-7/b/c z12)"), &st("Err(NodeExists)"));
         assert_eq!(a, b);
         assert_ne!(a, c);
+        let m = |r: &str| class(&st(r));
+        assert_eq!(
+            m("Err(multi BadArguments at 0: [error BadArguments])"),
+            m("Err(multi BadArguments at 2: [error Ok; error Ok; error BadArguments])")
+        );
+        let mut with_event = st("Ok(/a)");
+        with_event.events.push((2, "NodeCreated /a".into()));
+        assert_eq!(class(&with_event), "Ok +events[NodeCreated]");
+        assert_ne!(class(&with_event), m("Ok(/a)"));
     }
 }
