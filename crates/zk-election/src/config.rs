@@ -47,6 +47,10 @@ pub struct NodeConfig {
     pub members: BTreeMap<Sid, Member>,
     /// Finalize wait (ZooKeeper: 200 ms).
     pub finalize_wait: Duration,
+    /// The finalize wait once every voter is accounted for (see
+    /// [`CoreConfig::accounted_wait_ms`]; default 20 ms; at least `finalize_wait` is
+    /// ZooKeeper's behaviour).
+    pub accounted_wait: Duration,
     /// First notification timeout (ZooKeeper: 200 ms).
     pub min_notification_interval: Duration,
     /// Cap of the doubling notification timeout (ZooKeeper: 60 s).
@@ -75,6 +79,7 @@ impl NodeConfig {
             election_alg: FAST_LEADER_ELECTION,
             members,
             finalize_wait: Duration::from_millis(crate::core::DEFAULT_FINALIZE_WAIT_MS),
+            accounted_wait: Duration::from_millis(crate::core::DEFAULT_ACCOUNTED_WAIT_MS),
             min_notification_interval: Duration::from_millis(crate::core::DEFAULT_FINALIZE_WAIT_MS),
             max_notification_interval: Duration::from_millis(
                 crate::core::DEFAULT_MAX_NOTIFICATION_INTERVAL_MS,
@@ -139,6 +144,7 @@ impl NodeConfig {
             finalize_wait_ms: duration_ms(self.finalize_wait),
             min_notification_interval_ms: duration_ms(self.min_notification_interval),
             max_notification_interval_ms: duration_ms(self.max_notification_interval),
+            accounted_wait_ms: duration_ms(self.accounted_wait),
         }
     }
 }

@@ -19,6 +19,9 @@ use crate::vote::{Decision, Notification, PeerState, Sid, Vote};
 
 /// ZooKeeper's `finalizeWait` and `minNotificationInterval`: 200 ms.
 pub const DEFAULT_FINALIZE_WAIT_MS: u64 = 200;
+/// The default [`CoreConfig::accounted_wait_ms`]: 20 ms (ten times a slow LAN round
+/// trip).
+pub const DEFAULT_ACCOUNTED_WAIT_MS: u64 = 20;
 /// ZooKeeper's `maxNotificationInterval`: 60 s.
 pub const DEFAULT_MAX_NOTIFICATION_INTERVAL_MS: u64 = 60_000;
 
@@ -33,17 +36,32 @@ pub struct CoreConfig {
     pub min_notification_interval_ms: u64,
     /// The cap of the doubling notification timeout.
     pub max_notification_interval_ms: u64,
+    /// The finalize wait once every voter is accounted for: each has voted for our
+    /// proposal in this round, or its connection was up before and is now down (a
+    /// crashed leader). A voter never reached yet may still be starting, so it is
+    /// waited for in full. Counted from when the last voter was accounted for; a value
+    /// of at least `finalize_wait_ms` is ZooKeeper's behaviour (always the full wait).
+    ///
+    /// This changes only when a decision is taken, never what it needs: a quorum must
+    /// still agree on the proposal, so the leader still has the best `(epoch, zxid)` of
+    /// a quorum. The short wait is there for votes still in flight from a voter that
+    /// crashed while voting: it must cover a message relayed once (two one-way delays).
+    /// If a peer still ends up deciding otherwise in the same round, it joins the
+    /// established leader, or Zab's discovery fails and the election runs again.
+    pub accounted_wait_ms: u64,
 }
 
 impl CoreConfig {
-    /// ZooKeeper's defaults: finalize wait 200 ms, notification interval 200 ms doubling
-    /// up to 60 s.
+    /// ZooKeeper's defaults (finalize wait 200 ms, notification interval 200 ms doubling
+    /// up to 60 s), with the finalize wait cut to [`DEFAULT_ACCOUNTED_WAIT_MS`] once
+    /// every voter is accounted for.
     pub const fn new(myid: Sid) -> Self {
         CoreConfig {
             myid,
             finalize_wait_ms: DEFAULT_FINALIZE_WAIT_MS,
             min_notification_interval_ms: DEFAULT_FINALIZE_WAIT_MS,
             max_notification_interval_ms: DEFAULT_MAX_NOTIFICATION_INTERVAL_MS,
+            accounted_wait_ms: DEFAULT_ACCOUNTED_WAIT_MS,
         }
     }
 }
@@ -108,7 +126,12 @@ enum Phase {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Finalize {
+    /// When the full finalize wait ends.
+    full_deadline_ms: u64,
+    /// When the wait ends: earlier than the full one while every voter is accounted for.
     deadline_ms: u64,
+    /// Since when every voter is accounted for.
+    accounted_since_ms: Option<u64>,
     acks: BTreeSet<Sid>,
 }
 
@@ -118,9 +141,11 @@ struct Finalize {
 /// use std::sync::Arc;
 /// use zk_election::{CoreConfig, Election, Input, Majority, Output, PeerState};
 ///
-/// // A one-voter ensemble elects itself after the finalize wait.
+/// // A one-voter ensemble elects itself after the finalize wait (ZooKeeper's timing).
 /// let q = Arc::new(Majority::new([1], []).unwrap());
-/// let mut e = Election::new(CoreConfig::new(1), q).unwrap();
+/// let mut cfg = CoreConfig::new(1);
+/// cfg.accounted_wait_ms = cfg.finalize_wait_ms;
+/// let mut e = Election::new(cfg, q).unwrap();
 /// assert!(e.start_election(0, 0x1_0000_0005, 1).is_empty());
 /// let out = e.step(Input::Tick { now_ms: 200 });
 /// match out.as_slice() {
@@ -149,6 +174,8 @@ pub struct Election {
     /// number of members).
     early: BTreeMap<Sid, Notification>,
     connected: BTreeSet<Sid>,
+    /// Members whose connection has been up at least once.
+    ever_connected: BTreeSet<Sid>,
     out: Vec<Output>,
 }
 
@@ -188,6 +215,7 @@ impl Election {
             finalize: None,
             early: BTreeMap::new(),
             connected: BTreeSet::new(),
+            ever_connected: BTreeSet::new(),
             out: Vec::new(),
         })
     }
@@ -307,6 +335,9 @@ impl Election {
             Input::PeerUp(sid) => {
                 if sid != self.cfg.myid && self.quorum.is_member(sid) {
                     self.connected.insert(sid);
+                    self.ever_connected.insert(sid);
+                    // A voter that is up again has to vote before the wait is cut.
+                    self.update_finalize_deadline();
                     // ZooKeeper resends the last message when a connection (re)opens.
                     if self.phase == Phase::Looking && self.quorum.is_voter(sid) {
                         let n = self.notification(
@@ -320,6 +351,8 @@ impl Election {
             }
             Input::PeerDown(sid) => {
                 self.connected.remove(&sid);
+                // The peer we were waiting for may be the one that is gone.
+                self.update_finalize_deadline();
             }
         }
         std::mem::take(&mut self.out)
@@ -530,7 +563,25 @@ impl Election {
                 debug!(sid = n.sid, "better vote during the finalize wait");
                 self.finalize = None;
             } else {
-                // ZooKeeper consumes notifications that do not change the outcome.
+                // ZooKeeper consumes notifications that do not change the outcome. A
+                // LOOKING vote of this round is still recorded: it may be the last one
+                // that the shortened wait needs.
+                if n.state == PeerState::Looking
+                    && n.election_epoch == self.logical_clock
+                    && self.is_voter()
+                    && self.init.zxid != -1
+                    && n.vote.zxid != -1
+                {
+                    self.recvset.insert(
+                        n.sid,
+                        Recorded {
+                            vote: n.vote,
+                            election_epoch: n.election_epoch,
+                            state: PeerState::Looking,
+                        },
+                    );
+                    self.update_finalize_deadline();
+                }
                 return;
             }
         }
@@ -639,8 +690,56 @@ impl Election {
             if deadline_ms <= self.now_ms {
                 self.decide(self.proposal, self.logical_clock, acks, false);
             } else {
-                self.finalize = Some(Finalize { deadline_ms, acks });
+                self.finalize = Some(Finalize {
+                    full_deadline_ms: deadline_ms,
+                    deadline_ms,
+                    accounted_since_ms: None,
+                    acks,
+                });
+                self.update_finalize_deadline();
             }
+        }
+    }
+
+    /// During the finalize wait: cuts it to [`CoreConfig::accounted_wait_ms`] while
+    /// every voter is accounted for, restores it when one no longer is.
+    fn update_finalize_deadline(&mut self) {
+        if self.phase != Phase::Looking || self.finalize.is_none() {
+            return;
+        }
+        let mine = Recorded {
+            vote: self.proposal,
+            election_epoch: self.logical_clock,
+            state: PeerState::Looking,
+        };
+        let accounted = self.quorum.voters().iter().all(|sid| {
+            *sid == self.cfg.myid
+                || self.recvset.get(sid).is_some_and(|r| r.agrees(&mine))
+                || (!self.connected.contains(sid) && self.ever_connected.contains(sid))
+        });
+        let now_ms = self.now_ms;
+        let wait_ms = self.cfg.accounted_wait_ms;
+        let Some(f) = self.finalize.as_mut() else {
+            return;
+        };
+        f.accounted_since_ms = match (accounted, f.accounted_since_ms) {
+            (true, Some(since)) => Some(since),
+            (true, None) => {
+                debug!(
+                    leader = self.proposal.leader,
+                    wait_ms, "every voter accounted for; finalize wait shortened"
+                );
+                Some(now_ms)
+            }
+            (false, _) => None,
+        };
+        f.deadline_ms = match f.accounted_since_ms {
+            Some(since) => f.full_deadline_ms.min(since.saturating_add(wait_ms)),
+            None => f.full_deadline_ms,
+        };
+        if f.deadline_ms <= now_ms {
+            let acks = f.acks.clone();
+            self.decide(self.proposal, self.logical_clock, acks, false);
         }
     }
 
@@ -864,7 +963,8 @@ mod tests {
     fn once_decided_looking_peers_get_the_established_vote() {
         let mut e = election(1, &[1], &[]);
         e.start_election(0, 4, 1);
-        assert!(decided(&e.step(Input::Tick { now_ms: 200 })).is_some());
+        // The only voter is accounted for at once: the wait is the short one.
+        assert!(decided(&e.step(Input::Tick { now_ms: 20 })).is_some());
         let out = e.step(Input::Receive(looking(1, vote(1, 4, 1), 1)));
         assert!(out.is_empty(), "own sid is dropped");
         e.set_established(vote(1, 4, 2), PeerState::Leading);
@@ -958,5 +1058,120 @@ mod tests {
         assert!(e.connected_peers().contains(&3));
         e.step(Input::PeerDown(3));
         assert!(!e.connected_peers().contains(&3));
+    }
+
+    fn connected(myid: Sid, voters: &[Sid], accounted_wait_ms: u64) -> Election {
+        let q = Arc::new(Majority::new(voters.iter().copied(), []).unwrap());
+        let mut cfg = CoreConfig::new(myid);
+        cfg.accounted_wait_ms = accounted_wait_ms;
+        let mut e = Election::new(cfg, q).unwrap();
+        for s in voters.iter().copied().filter(|s| *s != myid) {
+            e.step(Input::PeerUp(s));
+        }
+        e
+    }
+
+    #[test]
+    fn a_crashed_peer_does_not_hold_the_decision_back() {
+        // Nodes 1 and 2 survive; node 3 (the old leader) was connected and is gone.
+        let mut e = connected(1, &[1, 2, 3], 20);
+        e.step(Input::PeerDown(3));
+        e.start_election(5, 10, 1);
+        assert!(decided(&e.step(Input::Receive(looking(2, vote(2, 10, 1), 1)))).is_none());
+        // Every voter is accounted for: the wait is 20 ms, not 200.
+        assert_eq!(e.next_deadline_ms(), Some(25));
+        assert!(e.step(Input::Tick { now_ms: 24 }).is_empty());
+        let d = decided(&e.step(Input::Tick { now_ms: 25 })).unwrap();
+        assert_eq!((d.leader(), d.state), (2, PeerState::Following));
+        assert_eq!(d.quorum, vec![1, 2]);
+        e.validate().unwrap();
+    }
+
+    #[test]
+    fn a_connected_peer_that_has_not_voted_is_waited_for() {
+        let mut e = connected(1, &[1, 2, 3], 20);
+        e.start_election(0, 10, 1);
+        // A quorum {1, 2} agrees on 2, but 3 is up and has not voted in this round.
+        let out = e.step(Input::Receive(looking(2, vote(2, 10, 1), 1)));
+        assert!(decided(&out).is_none());
+        assert_eq!(e.next_deadline_ms(), Some(200));
+        // Its agreeing vote, at 30 ms, cuts the wait to 30 + 20.
+        e.step(Input::Tick { now_ms: 30 });
+        assert!(decided(&e.step(Input::Receive(looking(3, vote(2, 10, 1), 1)))).is_none());
+        assert_eq!(e.next_deadline_ms(), Some(50));
+        let d = decided(&e.step(Input::Tick { now_ms: 50 })).unwrap();
+        assert_eq!(d.leader(), 2);
+        // A wait of zero decides at once.
+        let mut e = connected(1, &[1, 2, 3], 0);
+        e.start_election(0, 10, 1);
+        e.step(Input::Receive(looking(2, vote(2, 10, 1), 1)));
+        let d = decided(&e.step(Input::Receive(looking(3, vote(2, 10, 1), 1)))).unwrap();
+        assert_eq!(d.leader(), 2);
+    }
+
+    #[test]
+    fn losing_the_last_silent_peer_shortens_the_wait_and_a_new_peer_restores_it() {
+        let mut e = connected(2, &[1, 2, 3, 4, 5], 20);
+        e.start_election(0, 10, 1);
+        e.step(Input::Receive(looking(1, vote(2, 10, 1), 1)));
+        e.step(Input::Receive(looking(3, vote(2, 10, 1), 1)));
+        e.step(Input::Receive(looking(4, vote(2, 10, 1), 1)));
+        assert_eq!(e.next_deadline_ms(), Some(200));
+        e.step(Input::Tick { now_ms: 10 });
+        e.step(Input::PeerDown(5));
+        assert_eq!(e.next_deadline_ms(), Some(30));
+        // Node 5 is back before the cut wait ends: it must vote first.
+        e.step(Input::Tick { now_ms: 15 });
+        e.step(Input::PeerUp(5));
+        assert_eq!(e.next_deadline_ms(), Some(200));
+        assert!(e.step(Input::Tick { now_ms: 30 }).is_empty());
+        e.step(Input::Tick { now_ms: 40 });
+        e.step(Input::Receive(looking(5, vote(2, 10, 1), 1)));
+        assert_eq!(e.next_deadline_ms(), Some(60));
+        let d = decided(&e.step(Input::Tick { now_ms: 60 })).unwrap();
+        assert_eq!((d.leader(), d.state), (2, PeerState::Leading));
+    }
+
+    #[test]
+    fn a_peer_never_reached_or_voting_otherwise_keeps_the_full_wait() {
+        // Node 3 was never connected: it may be starting with a better vote.
+        let q = Arc::new(Majority::new([1, 2, 3], []).unwrap());
+        let mut e = Election::new(CoreConfig::new(1), q).unwrap();
+        e.step(Input::PeerUp(2));
+        e.start_election(0, 10, 1);
+        assert!(decided(&e.step(Input::Receive(looking(2, vote(2, 10, 1), 1)))).is_none());
+        assert_eq!(e.next_deadline_ms(), Some(200));
+        // Node 3 connected, voting for a worse leader: recorded, still not accounted.
+        let mut e = connected(1, &[1, 2, 3], 20);
+        e.start_election(0, 10, 1);
+        e.step(Input::Receive(looking(2, vote(2, 10, 1), 1)));
+        assert!(decided(&e.step(Input::Receive(looking(3, vote(3, 9, 1), 1)))).is_none());
+        assert_eq!(e.next_deadline_ms(), Some(200));
+        assert!(decided(&e.step(Input::Tick { now_ms: 200 })).is_some());
+    }
+
+    #[test]
+    fn a_better_vote_during_the_short_wait_cancels_it() {
+        let mut e = connected(1, &[1, 2, 3], 20);
+        e.step(Input::PeerDown(3));
+        e.start_election(0, 10, 1);
+        e.step(Input::Receive(looking(2, vote(2, 10, 1), 1)));
+        assert_eq!(e.next_deadline_ms(), Some(20));
+        // A vote for 3 relayed by 2 (3 voted before it crashed).
+        e.step(Input::Tick { now_ms: 5 });
+        let out = e.step(Input::Receive(looking(2, vote(3, 11, 1), 1)));
+        assert!(decided(&out).is_none());
+        assert_eq!(e.current_vote(), vote(3, 11, 1));
+        assert!(e.step(Input::Tick { now_ms: 20 }).is_empty());
+    }
+
+    #[test]
+    fn a_wait_as_long_as_the_finalize_wait_is_zookeepers_timing() {
+        let mut e = connected(1, &[1, 2, 3], DEFAULT_FINALIZE_WAIT_MS);
+        e.step(Input::PeerDown(3));
+        e.start_election(0, 10, 1);
+        assert!(decided(&e.step(Input::Receive(looking(2, vote(2, 10, 1), 1)))).is_none());
+        assert!(e.step(Input::Tick { now_ms: 199 }).is_empty());
+        assert!(decided(&e.step(Input::Tick { now_ms: 200 })).is_some());
     }
 }

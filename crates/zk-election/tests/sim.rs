@@ -9,7 +9,8 @@
 //! Two fault profiles:
 //!
 //! * `sync`: FastLeaderElection's timing assumption holds (every message arrives within
-//!   an eighth of the finalize wait, no loss, all nodes start within that bound; nodes may
+//!   an eighth of the finalize wait and within half the shortened wait used once every
+//!   voter is accounted for, no loss, all nodes start within that bound; nodes may
 //!   crash for good, partitions are fixed from the start). Checked after every step: all
 //!   decisions of one round name the same leader; the leader's `(epoch, zxid)` is at least
 //!   that of every voter in the quorum that elected it; at the end every node connected
@@ -35,6 +36,9 @@ use zk_election::{
 };
 
 const FINALIZE_MS: u64 = 200;
+/// The finalize wait once every voter is accounted for: a message relayed once arrives
+/// within it (two of the sync profile's delays).
+const ACCOUNTED_MS: u64 = FINALIZE_MS / 4;
 const MAX_INTERVAL_MS: u64 = 1_600;
 const INIT_LIMIT_MS: u64 = 1_000;
 const SYNC_CHECK_MS: u64 = 400;
@@ -560,6 +564,7 @@ impl Sim {
         let quorum: Arc<dyn QuorumVerifier> = self.quorum.clone();
         let mut cfg = CoreConfig::new(sid);
         cfg.max_notification_interval_ms = MAX_INTERVAL_MS;
+        cfg.accounted_wait_ms = ACCOUNTED_MS;
         let now = self.now;
         let Some(node) = self.nodes.get_mut(&sid) else {
             return;
