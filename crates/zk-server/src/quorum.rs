@@ -286,6 +286,8 @@ pub async fn start_election(config: &Config, my_id: u64) -> Result<ElectionHandl
         .collect();
     let mut node = NodeConfig::new(my_id, members);
     node.election_alg = config.election_alg;
+    node.finalize_wait = Duration::from_millis(config.election_finalize_wait_ms);
+    node.accounted_wait = Duration::from_millis(config.election_accounted_wait_ms);
     let me = config
         .servers
         .get(&my_id)
@@ -341,10 +343,11 @@ impl QuorumPeer {
                 _ = shutdown.changed() => return Ok(()),
             };
             let leader = decision.leader();
-            quorum_stats.record_election(started.elapsed().as_millis() as u64);
+            let elapsed_ms = started.elapsed().as_millis() as u64;
+            quorum_stats.record_election(elapsed_ms);
             quorum_stats.set_leader(Some(leader));
             quorum_stats.set_zab_state(ZabState::Discovery);
-            tracing::info!(leader, state = ?decision.state, "election decided");
+            tracing::info!(leader, state = ?decision.state, elapsed_ms, "election decided");
             let result = match decision.state {
                 PeerState::Leading => self.lead(&config, stop_signal(&shutdown)).await,
                 PeerState::Following => self.learn(&config, leader, false, &shutdown).await,
@@ -445,7 +448,9 @@ impl QuorumPeer {
         shutdown: &watch::Receiver<bool>,
     ) -> Result<Stopped, NodeError> {
         let deadline = tokio::time::Instant::now() + CONNECT_RETRY_WINDOW;
-        let mut backoff = Duration::from_millis(50);
+        // The leader binds its port right after its own decision, usually within a
+        // millisecond of ours: retry soon, then back off.
+        let mut backoff = CONNECT_RETRY_FIRST;
         loop {
             let started = tokio::time::Instant::now();
             let (result, served) = self
@@ -537,6 +542,9 @@ impl QuorumPeer {
 
 /// How long a learner keeps trying to reach the leader it elected.
 const CONNECT_RETRY_WINDOW: Duration = Duration::from_secs(5);
+/// The first pause before a learner tries the leader's port again; it doubles up to
+/// half a second.
+const CONNECT_RETRY_FIRST: Duration = Duration::from_millis(2);
 
 fn stop_signal(shutdown: &watch::Receiver<bool>) -> impl std::future::Future<Output = ()> + use<> {
     let mut s = shutdown.clone();
@@ -675,6 +683,8 @@ async fn leader_processor(
             ttl_enabled: shared.config.extended_types_enabled,
         });
         let mut zxid = make(epoch, 0);
+        let mut first_commit = FirstCommit::new(epoch);
+        let mut revalidated = false;
         loop {
             let op = tokio::select! {
                 op = writes.recv() => match op { Some(op) => Origin::Local(op), None => break },
@@ -683,6 +693,7 @@ async fn leader_processor(
                 changed = status.changed() => {
                     if changed.is_err() { break; }
                     let now = *status.borrow();
+                    first_commit.observe(now.applied);
                     prep.applied(now.applied);
                     feed.update(&shared.stats.quorum, &now);
                     continue;
@@ -738,6 +749,15 @@ async fn leader_processor(
                     {
                         break;
                     }
+                    if !revalidated {
+                        revalidated = true;
+                        tracing::info!(
+                            from,
+                            session = format_args!("{session_id:#x}"),
+                            valid,
+                            "first session revalidated for a learner in this epoch"
+                        );
+                    }
                     continue;
                 }
             };
@@ -771,6 +791,31 @@ enum Origin {
     Learner(LeaderEvent),
 }
 
+/// Logs the first txn of an epoch that this node applies (a failover stage boundary).
+struct FirstCommit {
+    first: Zxid,
+    logged: bool,
+}
+
+impl FirstCommit {
+    fn new(epoch: i64) -> Self {
+        FirstCommit {
+            first: make(epoch, 1),
+            logged: false,
+        }
+    }
+
+    fn observe(&mut self, applied: Zxid) {
+        if !self.logged && applied >= self.first {
+            self.logged = true;
+            tracing::info!(
+                zxid = format_args!("{applied:#x}"),
+                "first txn of the epoch committed and applied"
+            );
+        }
+    }
+}
+
 /// A learner's forwarder: sends its clients' writes, syncs, sessions and touches to the
 /// leader and hands the leader's answers back.
 async fn learner_forwarder(
@@ -781,9 +826,10 @@ async fn learner_forwarder(
     leader: LearnerClient,
     mut events: mpsc::Receiver<LearnerEvent>,
 ) {
-    if status.wait_for(|s| s.serving).await.is_err() {
+    let Ok(serving) = status.wait_for(|s| s.serving).await.map(|s| *s) else {
         return;
-    }
+    };
+    let mut first_commit = FirstCommit::new(serving.epoch);
     let (reval_tx, mut reval_rx) = mpsc::channel::<Revalidation>(64);
     shared.set_learner(Some(reval_tx));
     shared.stats.quorum.set_zab_state(ZabState::Broadcast);
@@ -840,6 +886,7 @@ async fn learner_forwarder(
                 if changed.is_err() {
                     break;
                 }
+                first_commit.observe(status.borrow().applied);
             }
         }
     }

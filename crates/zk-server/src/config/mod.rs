@@ -332,6 +332,14 @@ pub struct Config {
     pub peer_type: LearnerType,
     /// `electionAlg` (always 3).
     pub election_alg: u32,
+    /// `fastleader.finalizeWaitMs`: how long a quorum agreeing on a vote waits for a
+    /// better one before deciding (ZooKeeper's `finalizeWait`, default 200 ms).
+    pub election_finalize_wait_ms: u64,
+    /// `fastleader.accountedWaitMs`: the finalize wait once every voter has either voted
+    /// the same or dropped its connection (a crashed leader), default 20 ms; a value of
+    /// at least `fastleader.finalizeWaitMs` is ZooKeeper's timing. A quorum must agree
+    /// either way: this only shortens the failover after a crash.
+    pub election_accounted_wait_ms: u64,
     /// `snapCount`.
     pub snap_count: u64,
     /// `autopurge.snapRetainCount` (at least 3).
@@ -394,6 +402,8 @@ impl Default for Config {
             servers: BTreeMap::new(),
             peer_type: LearnerType::Participant,
             election_alg: 3,
+            election_finalize_wait_ms: zk_election::core::DEFAULT_FINALIZE_WAIT_MS,
+            election_accounted_wait_ms: zk_election::core::DEFAULT_ACCOUNTED_WAIT_MS,
             snap_count: DEFAULT_SNAP_COUNT,
             snap_retain_count: MIN_SNAP_RETAIN_COUNT,
             purge_interval_ms: 0,
@@ -604,6 +614,15 @@ impl Ctx<'_> {
     }
 }
 
+/// An election wait in ms: 0 to 60 s.
+fn wait_ms(ctx: &Ctx<'_>) -> Result<u64, ConfigError> {
+    let v: i64 = ctx.num()?;
+    if !(0..=60_000).contains(&v) {
+        return Err(ctx.bad("must be in 0..=60000 (ms)"));
+    }
+    Ok(v.unsigned_abs())
+}
+
 /// `autopurge.purgeInterval`: digits are hours; else `Time.parseTimeInterval` units.
 fn purge_interval_ms(ctx: &Ctx<'_>) -> Result<u64, ConfigError> {
     let v = ctx.entry.value.as_str();
@@ -776,6 +795,8 @@ impl Config {
                     }
                     c.election_alg = 3;
                 }
+                "fastleader.finalizeWaitMs" => c.election_finalize_wait_ms = wait_ms(&ctx)?,
+                "fastleader.accountedWaitMs" => c.election_accounted_wait_ms = wait_ms(&ctx)?,
                 "snapCount" => {
                     let v: u64 = ctx.num()?;
                     if v < 2 {

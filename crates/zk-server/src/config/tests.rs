@@ -274,6 +274,7 @@ fn every_known_key_is_parsed() {
          znode.container.maxPerMinute=100\nforceSync=no\nstandaloneEnabled=false\nreconfigEnabled=true\n\
          skipACL=yes\nglobalOutstandingLimit=50\npreAllocSize=1024\nsyncEnabled=false\n\
          quorumListenOnAllIPs=true\nleaderServes=no\n\
+         fastleader.finalizeWaitMs=150\nfastleader.accountedWaitMs=0\n\
          DigestAuthenticationProvider.superDigest=super:D/InIHSb7yEEbrWz8b9l71RjZJU=\n\
          metricsProvider.className=x.Y\nmetricsProvider.httpPort=7000\n",
         three_servers()
@@ -307,6 +308,10 @@ fn every_known_key_is_parsed() {
     assert_eq!(c.global_outstanding_limit, 50);
     assert_eq!(c.pre_alloc_size_kb, 1024);
     assert!(!c.sync_enabled && c.quorum_listen_on_all_ips && !c.leader_serves);
+    assert_eq!(
+        (c.election_finalize_wait_ms, c.election_accounted_wait_ms),
+        (150, 0)
+    );
     assert_eq!(
         c.super_digest.as_deref(),
         Some("super:D/InIHSb7yEEbrWz8b9l71RjZJU=")
@@ -428,6 +433,20 @@ fn error_election_alg_other_than_3() {
     assert!(msg.contains("Only 3 is supported"), "{msg}");
     assert!(msg.starts_with("line 6: "), "{msg}");
     assert_bad_value(&format!("{BASE}electionAlg=fast\n"), 6, "electionAlg");
+}
+
+#[test]
+fn election_waits_default_and_bounds() {
+    let c = parse_ok(&three_servers()).config;
+    assert_eq!(
+        (c.election_finalize_wait_ms, c.election_accounted_wait_ms),
+        (200, 20)
+    );
+    let text = format!("{}fastleader.accountedWaitMs=-1\n", three_servers());
+    let msg = assert_bad_value(&text, 9, "fastleader.accountedWaitMs");
+    assert!(msg.contains("0..=60000"), "{msg}");
+    let text = format!("{}fastleader.finalizeWaitMs=60001\n", three_servers());
+    assert_bad_value(&text, 9, "fastleader.finalizeWaitMs");
 }
 
 #[test]
@@ -671,6 +690,8 @@ const KEYS: &[&str] = &[
     "server.x",
     "peerType",
     "electionAlg",
+    "fastleader.finalizeWaitMs",
+    "fastleader.accountedWaitMs",
     "autopurge.purgeInterval",
     "autopurge.snapRetainCount",
     "minSessionTimeout",
