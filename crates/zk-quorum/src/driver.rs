@@ -164,6 +164,98 @@ pub struct NodeStorage<L, E, M> {
     snapshot_bytes: u64,
     incoming: Vec<Bytes>,
     appended: bool,
+    recent: RecentTxns,
+}
+
+/// Most bytes (payloads plus [`RECENT_ENTRY_OVERHEAD`] each) of appended txns kept in
+/// memory until they are applied.
+const RECENT_MAX_BYTES: usize = 256 * 1024 * 1024;
+/// What one kept txn costs besides its payload, for [`RECENT_MAX_BYTES`].
+const RECENT_ENTRY_OVERHEAD: usize = 64;
+
+/// The tail of the log not applied yet, kept in memory so that applying a commit does not
+/// read the log back (a log read per COMMIT cost more than the append). When `covers` is
+/// `Some(after)`, `txns` is exactly the log's records after `after`; past
+/// [`RECENT_MAX_BYTES`], or after a truncation below it, it is dropped (`None`) and the
+/// driver reads the log, until everything logged has been applied.
+#[derive(Debug, Default)]
+struct RecentTxns {
+    covers: Option<Zxid>,
+    txns: VecDeque<Txn>,
+    bytes: usize,
+}
+
+impl RecentTxns {
+    fn clear(&mut self) {
+        self.covers = None;
+        self.txns.clear();
+        self.bytes = 0;
+    }
+
+    /// Starts over: the log ends at `last` and holds `txns` after it.
+    fn reset(&mut self, last: Zxid) {
+        self.clear();
+        self.covers = Some(last);
+    }
+
+    /// `txns` were appended to a log that ended at `last_before`.
+    fn appended(&mut self, last_before: Zxid, txns: &[Txn]) {
+        if self.covers.is_none() && self.txns.is_empty() {
+            self.covers = Some(last_before);
+        }
+        let tail = self.txns.back().map(|t| t.zxid).or(self.covers);
+        if self.covers.is_none() || tail != Some(last_before) {
+            self.clear();
+            return;
+        }
+        for t in txns {
+            self.bytes += t.data.len() + RECENT_ENTRY_OVERHEAD;
+            self.txns.push_back(t.clone());
+        }
+        if self.bytes > RECENT_MAX_BYTES {
+            self.clear();
+        }
+    }
+
+    /// The log was truncated after `to`.
+    fn truncated(&mut self, to: Zxid) {
+        while self.txns.back().is_some_and(|t| t.zxid > to) {
+            if let Some(t) = self.txns.pop_back() {
+                self.bytes -= t.data.len() + RECENT_ENTRY_OVERHEAD;
+            }
+        }
+        if self.covers.is_some_and(|after| after > to) {
+            self.clear();
+        }
+    }
+
+    /// Forgets the txns up to `zxid` (applied).
+    fn forget_up_to(&mut self, zxid: Zxid) {
+        while let Some(t) = self.txns.front() {
+            if t.zxid > zxid {
+                break;
+            }
+            self.covers = Some(t.zxid);
+            if let Some(t) = self.txns.pop_front() {
+                self.bytes -= t.data.len() + RECENT_ENTRY_OVERHEAD;
+            }
+        }
+    }
+
+    /// The txns in `(after, up_to]` when they are all here, in order.
+    fn take(&mut self, after: Zxid, up_to: Zxid) -> Option<Vec<Txn>> {
+        self.forget_up_to(after);
+        if self.covers != Some(after) || self.txns.back().is_none_or(|t| t.zxid < up_to) {
+            return None;
+        }
+        let n = self.txns.partition_point(|t| t.zxid <= up_to);
+        let out: Vec<Txn> = self.txns.drain(..n).collect();
+        for t in &out {
+            self.bytes -= t.data.len() + RECENT_ENTRY_OVERHEAD;
+        }
+        self.covers = out.last().map(|t| t.zxid).or(self.covers);
+        Some(out)
+    }
 }
 
 impl<L: TxnLog, E: EpochStore, M: StateMachine> NodeStorage<L, E, M> {
@@ -180,6 +272,7 @@ impl<L: TxnLog, E: EpochStore, M: StateMachine> NodeStorage<L, E, M> {
             snapshot_bytes: 0,
             incoming: Vec::new(),
             appended: false,
+            recent: RecentTxns::default(),
         }
     }
 
@@ -260,12 +353,28 @@ impl<L: TxnLog, E: EpochStore, M: StateMachine> NodeStorage<L, E, M> {
         if up_to <= from {
             return Ok(());
         }
-        for t in self.read_range(from, up_to)? {
-            self.machine
-                .apply(&t)
-                .map_err(|e| DriverError::StateMachine(e.to_string()))?;
+        let txns = match self.recent.take(from, up_to) {
+            Some(txns) => txns,
+            None => {
+                let txns = blocking(|| self.read_range(from, up_to))?;
+                self.recent.forget_up_to(up_to);
+                txns
+            }
+        };
+        let machine = &mut self.machine;
+        let mut apply = || {
+            for t in &txns {
+                machine
+                    .apply(t)
+                    .map_err(|e| DriverError::StateMachine(e.to_string()))?;
+            }
+            Ok(())
+        };
+        if txns.len() > LARGE_BATCH {
+            blocking(apply)
+        } else {
+            apply()
         }
-        Ok(())
     }
 
     fn sync(&mut self) -> Result<Option<Zxid>, DriverError> {
@@ -274,30 +383,31 @@ impl<L: TxnLog, E: EpochStore, M: StateMachine> NodeStorage<L, E, M> {
         }
         self.appended = false;
         let log = &mut self.log;
-        let durable = if tokio::runtime::Handle::try_current()
-            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
-        {
-            tokio::task::block_in_place(|| log.sync())?
-        } else {
-            log.sync()?
-        };
-        Ok(durable)
+        Ok(blocking(|| log.sync())?)
     }
 
     /// Executes a storage command; returns the command back when it is not one.
     fn execute(&mut self, cmd: Command) -> Result<Option<Command>, DriverError> {
         match cmd {
             Command::Persist { txns } => {
+                let last_before = self.last_logged()?;
                 let records: Vec<(Zxid, &[u8])> =
                     txns.iter().map(|t| (t.zxid, t.data.as_ref())).collect();
-                self.log.append_batch(&records)?;
+                let log = &mut self.log;
+                if records.len() > LARGE_BATCH {
+                    blocking(|| log.append_batch(&records))?;
+                } else {
+                    log.append_batch(&records)?;
+                }
                 self.appended = true;
+                self.recent.appended(last_before, &txns);
             }
             Command::SaveAcceptedEpoch { epoch } => self.epochs.set_accepted_epoch(epoch)?,
             Command::SaveCurrentEpoch { epoch } => self.epochs.set_current_epoch(epoch)?,
             Command::Apply { up_to } => self.apply_up_to(up_to)?,
             Command::Truncate { to } => {
                 self.log.truncate_after(to)?;
+                self.recent.truncated(to);
                 self.log_base = self.log_base.min(to);
                 self.committed = self.committed.min(to);
                 let applied = self.machine.applied_zxid();
@@ -308,22 +418,30 @@ impl<L: TxnLog, E: EpochStore, M: StateMachine> NodeStorage<L, E, M> {
             Command::SnapshotChunk { data, .. } => self.incoming.push(data),
             Command::AbortSnapshot => self.incoming.clear(),
             Command::InstallSnapshot { zxid, txns } => {
-                let chunks = std::mem::take(&mut self.incoming);
-                self.snapshot_bytes = chunks.iter().map(|c| c.len() as u64).sum();
-                self.machine
-                    .restore(zxid, &chunks)
-                    .map_err(|e| DriverError::StateMachine(e.to_string()))?;
-                self.log.truncate_after(0)?;
-                self.log_base = zxid;
-                self.committed = zxid;
-                let records: Vec<(Zxid, &[u8])> =
-                    txns.iter().map(|t| (t.zxid, t.data.as_ref())).collect();
-                self.log.append_batch(&records)?;
-                self.log.sync()?;
+                blocking(|| self.install_snapshot(zxid, txns))?;
             }
             other => return Ok(Some(other)),
         }
         Ok(None)
+    }
+
+    /// Installs the staged snapshot at `zxid` and replaces the log with `txns` (what
+    /// follows it), durably.
+    fn install_snapshot(&mut self, zxid: Zxid, txns: Vec<Txn>) -> Result<(), DriverError> {
+        let chunks = std::mem::take(&mut self.incoming);
+        self.snapshot_bytes = chunks.iter().map(|c| c.len() as u64).sum();
+        self.machine
+            .restore(zxid, &chunks)
+            .map_err(|e| DriverError::StateMachine(e.to_string()))?;
+        self.log.truncate_after(0)?;
+        self.log_base = zxid;
+        self.committed = zxid;
+        let records: Vec<(Zxid, &[u8])> = txns.iter().map(|t| (t.zxid, t.data.as_ref())).collect();
+        self.log.append_batch(&records)?;
+        self.log.sync()?;
+        self.recent.reset(zxid);
+        self.recent.appended(zxid, &txns);
+        Ok(())
     }
 
     fn roll_back(&mut self, to: Zxid, applied: Zxid) -> Result<(), DriverError> {
@@ -362,6 +480,23 @@ impl<L: TxnLog, E: EpochStore, M: StateMachine> NodeStorage<L, E, M> {
         Ok(snapshot_packets(zxid, &chunks, MAX_SNAPSHOT_CHUNK_BYTES))
     }
 }
+
+/// Runs storage work that may take long (an fsync, reading or writing many txns) with
+/// `block_in_place` on a multi-threaded runtime, so that the runtime's other tasks (the
+/// gRPC connections and their keep-alives, the other nodes of a test) go on meanwhile; on a
+/// current-thread runtime it simply runs.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    if tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+    {
+        tokio::task::block_in_place(f)
+    } else {
+        f()
+    }
+}
+
+/// Txns in one storage operation above which it runs through [`blocking`].
+const LARGE_BATCH: usize = 4096;
 
 fn ticker(tick_time: Duration) -> tokio::time::Interval {
     let half = (tick_time / 2).max(Duration::from_millis(1));
@@ -430,7 +565,7 @@ where
                 id,
                 config.clone(),
                 ensemble,
-                storage.leader_storage(&config)?,
+                blocking(|| storage.leader_storage(&config))?,
             ),
             learners: HashMap::new(),
             observers: HashSet::new(),
@@ -720,12 +855,14 @@ impl<L: TxnLog, E: EpochStore, M: StateMachine> LeaderRun<'_, L, E, M> {
             match cmd {
                 Command::Send { to, packet } => self.send(to, [packet]),
                 Command::SendSnapshot { to, zxid } => {
-                    let packets = self.storage.snapshot(zxid)?;
+                    let storage = &*self.storage;
+                    let packets = blocking(|| storage.snapshot(zxid))?;
                     self.send(to, packets);
                 }
                 Command::SendLogRange { to, after, up_to } => {
                     let mut packets = Vec::new();
-                    for t in self.storage.read_range(after, up_to)? {
+                    let storage = &*self.storage;
+                    for t in blocking(|| storage.read_range(after, up_to))? {
                         let zxid = t.zxid;
                         packets.push(Packet::Proposal(t));
                         packets.push(Packet::Commit { zxid });
@@ -1247,5 +1384,147 @@ impl<L: TxnLog, E: EpochStore, M: StateMachine> LearnerRun<'_, L, E, M> {
             changed
         });
         Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use zk_proto::zxid::make;
+    use zk_storage::log::{MemEpochStore, MemTxnLog};
+
+    use super::*;
+
+    fn txns(epoch: i64, counters: std::ops::RangeInclusive<i64>) -> Vec<Txn> {
+        counters
+            .map(|c| Txn::new(make(epoch, c), format!("{epoch}:{c}").into_bytes()))
+            .collect()
+    }
+
+    fn zxids(txns: &[Txn]) -> Vec<Zxid> {
+        txns.iter().map(|t| t.zxid).collect()
+    }
+
+    #[test]
+    fn recent_txns_hand_out_the_log_tail_in_order() {
+        let mut r = RecentTxns::default();
+        r.appended(0, &txns(1, 1..=3));
+        assert_eq!(
+            r.take(0, make(1, 2)).map(|t| zxids(&t)),
+            Some(vec![make(1, 1), make(1, 2)])
+        );
+        r.appended(make(1, 3), &txns(1, 4..=5));
+        assert_eq!(
+            r.take(make(1, 2), make(1, 5)).map(|t| zxids(&t)),
+            Some(vec![make(1, 3), make(1, 4), make(1, 5)])
+        );
+        assert_eq!(r.bytes, 0);
+        // Not what the log holds after `after`: the caller reads the log.
+        r.appended(make(1, 5), &txns(1, 6..=7));
+        assert_eq!(r.take(make(1, 4), make(1, 6)), None);
+        // Asked beyond what is here.
+        assert_eq!(r.take(make(1, 5), make(1, 9)), None);
+    }
+
+    #[test]
+    fn recent_txns_follow_truncation_and_drop_what_they_cannot_vouch_for() {
+        let mut r = RecentTxns::default();
+        r.appended(0, &txns(1, 1..=4));
+        r.truncated(make(1, 2));
+        assert_eq!(
+            zxids(r.txns.make_contiguous()),
+            vec![make(1, 1), make(1, 2)]
+        );
+        r.appended(make(1, 2), &txns(2, 1..=1));
+        assert_eq!(
+            r.take(0, make(2, 1)).map(|t| zxids(&t)),
+            Some(vec![make(1, 1), make(1, 2), make(2, 1)])
+        );
+        // Truncated below where the kept tail starts: nothing is known any more.
+        r.truncated(make(1, 1));
+        assert_eq!(r.covers, None);
+        assert_eq!(r.take(make(1, 1), make(1, 1)), None);
+        // Appends that do not continue the kept tail drop it.
+        r.appended(make(1, 1), &txns(3, 1..=1));
+        r.appended(make(3, 5), &txns(3, 6..=6));
+        assert_eq!((r.covers, r.txns.len(), r.bytes), (None, 0, 0));
+        // Past the byte bound everything is dropped.
+        let big = vec![Txn::new(make(4, 1), vec![0u8; RECENT_MAX_BYTES])];
+        r.appended(0, &big);
+        assert_eq!((r.covers, r.txns.len()), (None, 0));
+    }
+
+    /// Every applied txn, in order.
+    #[derive(Debug, Default)]
+    struct Applied(Vec<Txn>);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("no snapshots here")]
+    struct NoSnapshots;
+
+    impl StateMachine for Applied {
+        type Error = NoSnapshots;
+        fn applied_zxid(&self) -> Zxid {
+            self.0.last().map_or(0, |t| t.zxid)
+        }
+        fn apply(&mut self, txn: &Txn) -> Result<(), NoSnapshots> {
+            self.0.push(txn.clone());
+            Ok(())
+        }
+        fn snapshot(&self, _: usize) -> Result<Vec<Bytes>, NoSnapshots> {
+            Err(NoSnapshots)
+        }
+        fn restore(&mut self, _: Zxid, _: &[Bytes]) -> Result<(), NoSnapshots> {
+            Err(NoSnapshots)
+        }
+    }
+
+    #[test]
+    fn applies_from_memory_and_from_the_log_give_the_logged_txns() -> Result<(), DriverError> {
+        let mut st = NodeStorage::new(
+            MemTxnLog::new(),
+            MemEpochStore::new(),
+            Applied::default(),
+            0,
+        );
+        let run = |st: &mut NodeStorage<_, _, _>, cmd| st.execute(cmd).map(|_| ());
+        run(
+            &mut st,
+            Command::Persist {
+                txns: txns(1, 1..=3),
+            },
+        )?;
+        run(
+            &mut st,
+            Command::Persist {
+                txns: txns(1, 4..=6),
+            },
+        )?;
+        run(&mut st, Command::Apply { up_to: make(1, 2) })?;
+        run(&mut st, Command::Truncate { to: make(1, 4) })?;
+        run(&mut st, Command::Apply { up_to: make(1, 4) })?;
+        run(
+            &mut st,
+            Command::Persist {
+                txns: txns(2, 1..=2),
+            },
+        )?;
+        // Forgotten (as past the byte bound): the rest comes from the log.
+        st.recent.clear();
+        run(
+            &mut st,
+            Command::Persist {
+                txns: txns(2, 3..=3),
+            },
+        )?;
+        run(&mut st, Command::Apply { up_to: make(2, 3) })?;
+        let logged: Vec<Txn> = st
+            .log
+            .read_from(0)?
+            .map(|r| r.map(|r| Txn::new(r.zxid, r.payload)))
+            .collect::<Result<_, _>>()?;
+        assert_eq!(zxids(&logged), zxids(&st.machine.0));
+        assert_eq!(logged, st.machine.0);
+        assert_eq!(st.machine.0.len(), 7);
+        Ok(())
     }
 }
