@@ -605,6 +605,9 @@ pub struct Generator {
     known: Vec<String>,
     /// Sessions closed since the sequence began (and not reopened).
     closed: [bool; SESSIONS],
+    /// The last addWatch (session, path, recursive), to add the other mode on the same
+    /// path now and then.
+    last_watch: Option<(usize, PathArg, bool)>,
 }
 
 /// Paths remembered by the generator.
@@ -626,6 +629,7 @@ impl Generator {
             rng: Rng::new(seed),
             known: Vec::new(),
             closed: [false; SESSIONS],
+            last_watch: None,
         }
     }
 
@@ -1014,7 +1018,12 @@ impl Generator {
                 path: self.path(),
             },
             690..790 => {
-                let n = 1 + self.below(4);
+                // Single-op multis are common: they are how null data gets in.
+                let n = if self.chance(40) {
+                    1
+                } else {
+                    2 + self.below(3)
+                };
                 Op::Multi {
                     s,
                     ops: (0..n).map(|_| self.multi_write()).collect(),
@@ -1042,11 +1051,28 @@ impl Generator {
                 Op::Auth { s, scheme, cred }
             }
             845..860 => Op::WhoAmI { s },
-            860..920 => Op::AddWatch {
-                s,
-                path: self.path(),
-                recursive: self.chance(50),
-            },
+            860..920 => {
+                let op = match self.last_watch.take() {
+                    // The other mode on the same path, by the same session.
+                    Some((ws, path, recursive)) if self.chance(30) => Op::AddWatch {
+                        s: ws,
+                        path,
+                        recursive: !recursive,
+                    },
+                    _ => Op::AddWatch {
+                        s,
+                        path: self.path(),
+                        recursive: self.chance(50),
+                    },
+                };
+                if let Op::AddWatch {
+                    s, path, recursive, ..
+                } = &op
+                {
+                    self.last_watch = Some((*s, path.clone(), *recursive));
+                }
+                op
+            }
             920..960 => Op::Close { s },
             _ => Op::Reopen { s },
         }
@@ -1056,6 +1082,7 @@ impl Generator {
     pub fn sequence(&mut self, len: usize) -> Vec<Op> {
         self.known.clear();
         self.closed = [false; SESSIONS];
+        self.last_watch = None;
         (0..len).map(|_| self.op()).collect()
     }
 
