@@ -146,6 +146,8 @@ struct Finding {
     theirs: Vec<Step>,
     replays: usize,
     exhausted: bool,
+    /// Whether the last replay of the minimal sequence showed the difference again.
+    reproduced: bool,
     /// How often the same kind of difference showed in the run.
     seen: usize,
     signature: String,
@@ -203,6 +205,12 @@ fn render(f: &Finding, their_name: &str) -> String {
             ""
         }
     );
+    if !f.reproduced {
+        let _ = writeln!(
+            out,
+            "  (the last replay of this sequence did not show it again: the difference comes and goes)"
+        );
+    }
     for (i, op) in f.ops.iter().enumerate() {
         let a = f.ours.get(i).map(Step::text).unwrap_or_default();
         let b = f.theirs.get(i).map(Step::text).unwrap_or_default();
@@ -421,7 +429,9 @@ fn drive(
                         })
                         .collect()
                 };
+                let reproduced = first_difference(&x.steps, &y.steps).is_some();
                 let finding = Finding {
+                    reproduced,
                     seq,
                     at,
                     ops: shrunk.ops,
