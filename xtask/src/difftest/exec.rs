@@ -6,7 +6,8 @@
 //! * session `i` always talks to server `i % servers` (the same index in both systems);
 //! * ops run one at a time; before an op, a session whose server may not have applied
 //!   another session's write yet `sync`s first (writes are committed before their reply,
-//!   so the sync makes them visible);
+//!   so the sync makes them visible; writes sync too, so that a failed write answered
+//!   without a txn cannot leave the server behind for the next read);
 //! * after a write, every session that holds (or held) a watch `sync`s: its server has
 //!   then applied the write and sent the notifications, which arrive before the sync's
 //!   reply on the same connection; then every session's events are drained. Events are
@@ -396,7 +397,7 @@ pub async fn replay(target: &Target, root: &str, ops: &[Op]) -> Result<Trace> {
                 }
             } else {
                 let slot = &mut slots[s];
-                if slot.stale && !op.is_write() {
+                if slot.stale {
                     barrier_sync(slot, root).await;
                 }
                 slot.stale = false;
