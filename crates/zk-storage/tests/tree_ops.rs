@@ -305,7 +305,7 @@ fn null_data_is_not_empty_data() {
     assert!(out.is_ok(), "{out:?}");
     assert_eq!(out.stat.map(|s| s.data_length), Some(0));
     assert_eq!(t.tree.get("/n").unwrap().data(), None);
-    assert_eq!(t.tree.get("/n").unwrap().data_shared(), None);
+    assert_eq!(t.tree.get("/n").unwrap().path(), "/n");
     let null_digest = t.tree.digest();
     let size = t.tree.approximate_data_size();
 
@@ -687,8 +687,11 @@ fn reads_for_the_server() {
     assert_eq!(t.tree.all_children_number("/nope"), None);
     assert!(t.tree.exists("/a/b/deep"));
     assert!(!t.tree.exists("/a/b/dee"));
-    let shared = t.tree.get("/a/b").unwrap().data_shared();
-    assert!(shared.is_some_and(|d| d.is_empty()));
+    let node = t.tree.get("/a/b/deep").unwrap();
+    assert_eq!((node.path(), node.name()), ("/a/b/deep".to_string(), "deep"));
+    let root = t.tree.get("/").unwrap();
+    assert_eq!((root.path(), root.name()), ("/".to_string(), ""));
+    assert_eq!(t.tree.get("/a/b").unwrap().data(), Some(&b""[..]));
 }
 
 #[test]

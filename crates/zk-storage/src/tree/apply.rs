@@ -364,9 +364,8 @@ impl DataTree {
             }
         }
         let acl = self.acls.intern(acl);
-        let data = self.shared_data(data);
         match self.insert_node_under(
-            Arc::from(path),
+            path,
             data,
             acl,
             StatPersisted::created(zxid, time, owner),
@@ -431,7 +430,7 @@ impl DataTree {
         }
         let id = id.ok_or(ErrorCode::NoNode)?;
         let old_len = self.arena.slot(id).data_len() as i64;
-        self.remove_node(id);
+        self.remove_node(id, path);
         if let Some(prefix) = self.max_prefix_with_quota(path) {
             self.update_quota_stat(&prefix, -old_len, -1);
         }
@@ -451,11 +450,10 @@ impl DataTree {
     ) -> Result<Stat, ErrorCode> {
         let id = self.lookup(path).ok_or(ErrorCode::NoNode)?;
         self.journal_modified(id);
-        let data = self.shared_data(data);
-        let new_len = data.as_deref().map_or(0, <[u8]>::len) as u64;
+        let new_len = data.map_or(0, <[u8]>::len) as u64;
         let s = self.arena.slot_mut(id);
         let old_len = s.data_len() as u64;
-        s.data = data;
+        s.set_data(data);
         s.stat.mtime = time;
         s.stat.mzxid = zxid;
         s.stat.version = version;

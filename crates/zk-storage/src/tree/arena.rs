@@ -56,13 +56,22 @@ impl StatPersisted {
     }
 }
 
-/// One node, or a free slot when `path` is `None`.
+/// Top bit of [`Slot::name_len`]: the node's data is null.
+const NULL_DATA: u32 = 1 << 31;
+/// Longest node name a slot holds (the rest of `name_len` is the null flag).
+pub(crate) const MAX_NAME_LEN: usize = (NULL_DATA - 1) as usize;
+
+/// One node, or a free slot when `blob` is `None`.
+///
+/// The node's name (the last component of its path, not the whole path: the path is
+/// its ancestors' names) and its data share one allocation, `blob`.
 #[derive(Debug, Clone)]
 pub(crate) struct Slot {
-    pub(crate) path: Option<Arc<str>>,
-    /// `None` is null data (reported with length −1, unlike empty data).
-    pub(crate) data: Option<Arc<[u8]>>,
+    /// The name's bytes then the data's; `None` for a free slot.
+    blob: Option<Box<[u8]>>,
     pub(crate) stat: StatPersisted,
+    /// Length of the name in `blob`, with [`NULL_DATA`] set when the data is null.
+    name_len: u32,
     pub(crate) acl: u32,
     pub(crate) parent: u32,
     pub(crate) first_child: u32,
@@ -72,17 +81,79 @@ pub(crate) struct Slot {
     pub(crate) num_children: u32,
 }
 
+fn blob(name: &str, data: Option<&[u8]>) -> Box<[u8]> {
+    let data = data.unwrap_or_default();
+    let mut b = Vec::with_capacity(name.len() + data.len());
+    b.extend_from_slice(name.as_bytes());
+    b.extend_from_slice(data);
+    b.into_boxed_slice()
+}
+
 impl Slot {
-    /// Length of the data, 0 for null (ZooKeeper's `DataNode.copyStat`).
-    pub(crate) fn data_len(&self) -> usize {
-        self.data.as_deref().map_or(0, <[u8]>::len)
+    /// A node named `name` (at most [`MAX_NAME_LEN`] bytes, checked by the caller) with
+    /// `data` (`None`: null), not linked yet.
+    pub(crate) fn new(name: &str, data: Option<&[u8]>, stat: StatPersisted, acl: u32) -> Slot {
+        let flag = if data.is_none() { NULL_DATA } else { 0 };
+        Slot {
+            blob: Some(blob(name, data)),
+            stat,
+            name_len: (name.len() as u32 & !NULL_DATA) | flag,
+            acl,
+            parent: NIL,
+            first_child: NIL,
+            next: NIL,
+            prev: NIL,
+            num_children: 0,
+        }
     }
 
-    pub(crate) fn name(&self) -> &str {
-        match &self.path {
-            Some(p) => p.rsplit_once('/').map_or("", |(_, name)| name),
-            None => "",
+    /// A free slot whose next free slot is `next`.
+    fn free(next: u32) -> Slot {
+        Slot {
+            blob: None,
+            stat: StatPersisted::default(),
+            name_len: 0,
+            acl: 0,
+            parent: NIL,
+            first_child: NIL,
+            next,
+            prev: NIL,
+            num_children: 0,
         }
+    }
+
+    /// True for a node, false for a free slot.
+    pub(crate) fn is_live(&self) -> bool {
+        self.blob.is_some()
+    }
+
+    fn split(&self) -> (&[u8], &[u8]) {
+        let b = self.blob.as_deref().unwrap_or_default();
+        b.split_at(((self.name_len & !NULL_DATA) as usize).min(b.len()))
+    }
+
+    /// The node's name ("" for the root and for free slots).
+    pub(crate) fn name(&self) -> &str {
+        // Always UTF-8: the bytes come from a `&str` cut at a '/'.
+        std::str::from_utf8(self.split().0).unwrap_or_default()
+    }
+
+    /// The data, `None` when null.
+    pub(crate) fn data(&self) -> Option<&[u8]> {
+        (self.name_len & NULL_DATA == 0).then(|| self.split().1)
+    }
+
+    /// Length of the data, 0 for null (ZooKeeper's `DataNode.copyStat`).
+    pub(crate) fn data_len(&self) -> usize {
+        self.split().1.len()
+    }
+
+    /// Replaces the data (`None`: null), keeping the name.
+    pub(crate) fn set_data(&mut self, data: Option<&[u8]>) {
+        let new = blob(self.name(), data);
+        let flag = if data.is_none() { NULL_DATA } else { 0 };
+        self.name_len = (self.name_len & !NULL_DATA) | flag;
+        self.blob = Some(new);
     }
 }
 
@@ -150,20 +221,7 @@ impl Arena {
     /// Frees a slot and returns what it held.
     pub(crate) fn release(&mut self, id: u32) -> Slot {
         let next = self.free.unwrap_or(NIL);
-        let old = std::mem::replace(
-            self.slot_mut(id),
-            Slot {
-                path: None,
-                data: None,
-                stat: StatPersisted::default(),
-                acl: 0,
-                parent: NIL,
-                first_child: NIL,
-                next,
-                prev: NIL,
-                num_children: 0,
-            },
-        );
+        let old = std::mem::replace(self.slot_mut(id), Slot::free(next));
         self.free = Some(id);
         self.live -= 1;
         old
@@ -175,19 +233,5 @@ impl Arena {
 
     pub(crate) fn chunks(&self) -> &[Chunk] {
         &self.chunks
-    }
-
-    /// Every live slot with its id.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (u32, &Slot)> + '_ {
-        self.chunks
-            .iter()
-            .enumerate()
-            .flat_map(|(c, chunk)| {
-                chunk
-                    .iter()
-                    .enumerate()
-                    .map(move |(i, s)| (((c << CHUNK_BITS) + i) as u32, s))
-            })
-            .filter(|(_, s)| s.path.is_some())
     }
 }

@@ -70,7 +70,7 @@ pub use quota::{QUOTA_LIMIT_NODE, QUOTA_ROOT, QUOTA_STAT_NODE};
 pub use snapshot::{SnapshotView, TreeSnapshotError};
 
 use acl::AclTable;
-use arena::{Arena, NIL, Slot};
+use arena::{Arena, MAX_NAME_LEN, NIL, Slot};
 
 /// `ephemeralOwner` of a container node (`EphemeralType.CONTAINER_EPHEMERAL_OWNER`).
 pub const CONTAINER_EPHEMERAL_OWNER: i64 = i64::MIN;
@@ -151,7 +151,6 @@ pub struct DataTree {
     data_size: u64,
     /// Changes made by the multi being applied, to roll it back if a member fails.
     journal: Option<Vec<undo::Undo>>,
-    empty: Arc<[u8]>,
 }
 
 impl Default for DataTree {
@@ -164,6 +163,7 @@ impl Default for DataTree {
 #[derive(Clone, Copy)]
 pub struct NodeRef<'a> {
     tree: &'a DataTree,
+    id: u32,
     slot: &'a Slot,
 }
 
@@ -177,18 +177,18 @@ impl std::fmt::Debug for NodeRef<'_> {
 }
 
 impl<'a> NodeRef<'a> {
-    /// Full path.
-    pub fn path(&self) -> &'a str {
-        self.slot.path.as_deref().unwrap_or("")
+    /// Full path (put together from the names of the node and its ancestors).
+    pub fn path(&self) -> String {
+        self.tree.path_of(self.id)
+    }
+    /// The node's name: the last component of its path ("" for the root).
+    pub fn name(&self) -> &'a str {
+        self.slot.name()
     }
     /// The data; `None` when it is null (created or set with null data), which clients
     /// see as a −1 length, unlike empty data.
     pub fn data(&self) -> Option<&'a [u8]> {
-        self.slot.data.as_deref()
-    }
-    /// The data, shared (no copy) so it outlives the borrow of the tree.
-    pub fn data_shared(&self) -> Option<Arc<[u8]>> {
-        self.slot.data.clone()
+        self.slot.data()
     }
     /// The stat as clients see it.
     pub fn stat(&self) -> Stat {
@@ -256,7 +256,7 @@ impl DataTree {
         for (path, acl, stat) in initial {
             let acl = tree.acls.intern(acl);
             // Cannot fail: each parent is inserted first and the tree is empty.
-            let _ = tree.insert_node(Arc::from(path), Some(tree.empty.clone()), acl, stat);
+            let _ = tree.insert_node(path, Some(&[]), acl, stat);
         }
         tree
     }
@@ -276,7 +276,6 @@ impl DataTree {
             last_processed_zxid: 0,
             data_size: 0,
             journal: None,
-            empty: Arc::from(&[][..]),
         }
     }
 
@@ -286,10 +285,32 @@ impl DataTree {
 
     fn lookup_hashed(&self, path: &str, h: u32) -> Option<u32> {
         self.index
-            .find(table_hash(h), |e| {
-                e.hash == h && self.arena.slot(e.id).path.as_deref() == Some(path)
-            })
+            .find(table_hash(h), |e| e.hash == h && path_is(&self.arena, e.id, path))
             .map(|e| e.id)
+    }
+
+    /// The full path of a live node, from its name and its ancestors'.
+    fn path_of(&self, id: u32) -> String {
+        let mut names = Vec::new();
+        let mut cur = id;
+        // Bounded: a node has fewer ancestors than there are live nodes.
+        for _ in 0..=self.arena.live() {
+            let s = self.arena.slot(cur);
+            if s.parent == NIL {
+                break;
+            }
+            names.push(s.name());
+            cur = s.parent;
+        }
+        if names.is_empty() {
+            return "/".to_string();
+        }
+        let mut path = String::with_capacity(names.iter().map(|n| n.len() + 1).sum());
+        for name in names.iter().rev() {
+            path.push('/');
+            path.push_str(name);
+        }
+        path
     }
 
     fn lookup(&self, path: &str) -> Option<u32> {
@@ -300,8 +321,8 @@ impl DataTree {
     /// nothing else: the callers do.
     fn insert_node(
         &mut self,
-        path: Arc<str>,
-        data: Option<Arc<[u8]>>,
+        path: &str,
+        data: Option<&[u8]>,
         acl: u32,
         stat: StatPersisted,
     ) -> Result<u32, ErrorCode> {
@@ -311,23 +332,29 @@ impl DataTree {
     /// [`insert_node`](Self::insert_node) with the parent's id when the caller knows it.
     fn insert_node_under(
         &mut self,
-        path: Arc<str>,
-        data: Option<Arc<[u8]>>,
+        path: &str,
+        data: Option<&[u8]>,
         acl: u32,
         stat: StatPersisted,
         parent_hint: Option<u32>,
     ) -> Result<u32, ErrorCode> {
-        let parent = match (parent_hint, split_parent(&path)) {
-            (Some(parent), _) => parent,
-            (None, Some((parent_path, _))) => self.lookup(parent_path).ok_or(ErrorCode::NoNode)?,
-            (None, None) if self.arena.live() == 0 => NIL,
-            (None, None) => return Err(ErrorCode::NodeExists),
+        let (parent, name) = match (parent_hint, split_parent(path)) {
+            (Some(parent), Some((_, name))) => (parent, name),
+            (None, Some((parent_path, name))) => (
+                self.lookup(parent_path).ok_or(ErrorCode::NoNode)?,
+                name,
+            ),
+            (_, None) if self.arena.live() == 0 => (NIL, ""),
+            (_, None) => return Err(ErrorCode::NodeExists),
         };
-        let h = self.path_hash(&path);
+        if name.len() > MAX_NAME_LEN {
+            return Err(ErrorCode::BadArguments);
+        }
+        let h = self.path_hash(path);
         let arena = &self.arena;
         let vacant = match self.index.entry(
             table_hash(h),
-            |e| e.hash == h && arena.slot(e.id).path.as_deref() == Some(&*path),
+            |e| e.hash == h && path_is(arena, e.id, path),
             |e| table_hash(e.hash),
         ) {
             hashbrown::hash_table::Entry::Occupied(_) => return Err(ErrorCode::NodeExists),
@@ -339,18 +366,10 @@ impl DataTree {
             self.arena.slot(parent).first_child
         };
         let owner = stat.ephemeral_owner;
-        let data_len = data.as_deref().map_or(0, <[u8]>::len);
-        let slot = Slot {
-            path: Some(path.clone()),
-            data,
-            stat,
-            acl,
-            parent,
-            first_child: NIL,
-            next,
-            prev: NIL,
-            num_children: 0,
-        };
+        let data_len = data.map_or(0, <[u8]>::len);
+        let mut slot = Slot::new(name, data, stat, acl);
+        slot.parent = parent;
+        slot.next = next;
         let id = self.arena.alloc(slot).ok_or(ErrorCode::SystemError)?;
         vacant.insert(IndexEntry { id, hash: h });
         self.data_size += (path.len() + data_len) as u64;
@@ -362,27 +381,32 @@ impl DataTree {
             p.first_child = id;
             p.num_children += 1;
         }
-        self.journal_push(undo::Undo::Created(path.clone()));
-        if let Some((target, QUOTA_LIMIT_NODE)) = quota::quota_target(&path) {
+        if self.journal.is_some() {
+            self.journal_push(undo::Undo::Created(path.into()));
+        }
+        if let Some((target, QUOTA_LIMIT_NODE)) = quota::quota_target(path) {
             self.quotas.insert(Arc::from(target));
         }
         match NodeKind::of(owner) {
             NodeKind::Persistent => {}
             NodeKind::Container => {
-                self.containers.insert(path);
+                self.containers.insert(Arc::from(path));
             }
             NodeKind::Ttl(_) => {
-                self.ttls.insert(path);
+                self.ttls.insert(Arc::from(path));
             }
             NodeKind::Ephemeral(session) => {
-                self.ephemerals.entry(session).or_default().insert(path);
+                self.ephemerals
+                    .entry(session)
+                    .or_default()
+                    .insert(Arc::from(path));
             }
         }
         Ok(id)
     }
 
-    /// Unlinks and frees a childless node.
-    fn remove_node(&mut self, id: u32) {
+    /// Unlinks and frees a childless node; `path` is its path.
+    fn remove_node(&mut self, id: u32, path: &str) {
         self.journal_removed(id);
         let (parent, prev, next) = {
             let s = self.arena.slot(id);
@@ -402,14 +426,11 @@ impl DataTree {
         }
         let old = self.arena.release(id);
         let old_data_len = old.data_len();
-        let Some(path) = old.path else {
-            return;
-        };
-        let h = self.path_hash(&path);
+        let h = self.path_hash(path);
         if let Ok(entry) = self.index.find_entry(table_hash(h), |e| e.id == id) {
             entry.remove();
         }
-        if let Some((target, QUOTA_LIMIT_NODE)) = quota::quota_target(&path) {
+        if let Some((target, QUOTA_LIMIT_NODE)) = quota::quota_target(path) {
             self.quotas.remove(target);
         }
         self.acls.release(old.acl);
@@ -419,27 +440,20 @@ impl DataTree {
         match NodeKind::of(old.stat.ephemeral_owner) {
             NodeKind::Persistent => {}
             NodeKind::Container => {
-                self.containers.remove(&path);
+                self.containers.remove(path);
             }
             NodeKind::Ttl(_) => {
-                self.ttls.remove(&path);
+                self.ttls.remove(path);
             }
             NodeKind::Ephemeral(session) => {
                 if let Some(set) = self.ephemerals.get_mut(&session) {
-                    set.remove(&path);
+                    set.remove(path);
                     if set.is_empty() {
                         self.ephemerals.remove(&session);
                     }
                 }
             }
         }
-    }
-
-    fn shared_data(&self, data: Option<&[u8]>) -> Option<Arc<[u8]>> {
-        Some(match data? {
-            [] => self.empty.clone(),
-            d => Arc::from(d),
-        })
     }
 
     // ---- reads -------------------------------------------------------------------
@@ -449,6 +463,7 @@ impl DataTree {
         let id = self.lookup(path)?;
         Some(NodeRef {
             tree: self,
+            id,
             slot: self.arena.slot(id),
         })
     }
@@ -646,7 +661,7 @@ impl DataTree {
                 ..StatPersisted::default()
             };
             if self
-                .insert_node(Arc::from(path), Some(self.empty.clone()), acl, stat)
+                .insert_node(path, Some(&[]), acl, stat)
                 .is_err()
             {
                 self.acls.release(acl);
@@ -666,26 +681,32 @@ impl DataTree {
         let mut ephemerals = 0usize;
         let (mut containers, mut ttls, mut quotas) = (0usize, 0usize, 0usize);
         // Bounded: more visits than live nodes means a cycle, reported below.
-        let mut stack = vec![root];
-        while let Some(id) = stack.pop() {
+        let mut stack = vec![(root, "/".to_string())];
+        while let Some((id, path)) = stack.pop() {
+            let path = path.as_str();
             seen += 1;
             if seen > self.arena.live() {
                 return Err("children lists reach more nodes than exist".into());
             }
             let slot = self.arena.slot(id);
-            let path = slot.path.as_deref().ok_or("free slot linked as a child")?;
-            if self.lookup(path) != Some(id) {
+            if !slot.is_live() {
+                return Err(format!("free slot linked as a child at {path}"));
+            }
+            if self.lookup(path) != Some(id) || self.path_of(id) != path {
                 return Err(format!("index does not find {path}"));
             }
             let mut children = 0u32;
             for c in self.child_ids(id) {
                 children += 1;
                 let child = self.arena.slot(c);
-                let child_path = child.path.as_deref().unwrap_or("");
-                if child.parent != id || split_parent(child_path).map(|(p, _)| p) != Some(path) {
+                let child_path = match path {
+                    "/" => format!("/{}", child.name()),
+                    _ => format!("{path}/{}", child.name()),
+                };
+                if child.parent != id || validate_path(&child_path).is_err() {
                     return Err(format!("{child_path} is linked under {path}"));
                 }
-                stack.push(c);
+                stack.push((c, child_path));
             }
             if children != slot.num_children {
                 return Err(format!(
@@ -743,15 +764,65 @@ impl DataTree {
     /// independent of the order nodes were created in and of the process: two trees with
     /// equal nodes have equal digests.
     pub fn digest(&self) -> u64 {
-        self.arena
-            .iter()
-            .map(|(_, s)| node_digest(s, self.acls.get(s.acl)))
-            .fold(0u64, u64::wrapping_add)
+        let Some(root) = self.lookup("/") else {
+            return 0;
+        };
+        let mut sum = 0u64;
+        self.walk_paths(root, |path, s| {
+            sum = sum.wrapping_add(node_digest(path, s, self.acls.get(s.acl)));
+        });
+        sum
+    }
+
+    /// Calls `f` with the path and slot of `top` and of every node under it, parents
+    /// first (depth-first), putting each path together in one buffer.
+    fn walk_paths(&self, top: u32, mut f: impl FnMut(&str, &Slot)) {
+        let mut path = self.path_of(top);
+        // (node, length of its parent's path in `path`); at most one entry per node.
+        let mut stack = vec![(top, None::<usize>)];
+        while let Some((id, parent_len)) = stack.pop() {
+            let s = self.arena.slot(id);
+            if let Some(len) = parent_len {
+                path.truncate(len);
+                if !path.ends_with('/') {
+                    path.push('/');
+                }
+                path.push_str(s.name());
+            }
+            f(&path, s);
+            let len = path.len();
+            stack.extend(self.child_ids(id).map(|c| (c, Some(len))));
+        }
+    }
+}
+
+/// True when the live node `id` has the path `path`: its name and its ancestors' names
+/// spell it.
+fn path_is(arena: &Arena, id: u32, path: &str) -> bool {
+    let mut rest = path;
+    let mut cur = id;
+    // Bounded: every step but the last takes at least two bytes off `rest`.
+    loop {
+        let s = arena.slot(cur);
+        if s.parent == NIL {
+            return rest == "/";
+        }
+        let Some(prefix) = rest
+            .strip_suffix(s.name())
+            .and_then(|p| p.strip_suffix('/'))
+        else {
+            return false;
+        };
+        if prefix.is_empty() {
+            return arena.slot(s.parent).parent == NIL;
+        }
+        rest = prefix;
+        cur = s.parent;
     }
 }
 
 /// FNV-1a over the node's fields, then a finaliser so that the sum over nodes mixes well.
-fn node_digest(s: &Slot, acl: &[Acl]) -> u64 {
+fn node_digest(path: &str, s: &Slot, acl: &[Acl]) -> u64 {
     struct Fnv(u64);
     impl Fnv {
         fn bytes(&mut self, b: &[u8]) {
@@ -766,8 +837,8 @@ fn node_digest(s: &Slot, acl: &[Acl]) -> u64 {
         }
     }
     let mut h = Fnv(0xcbf2_9ce4_8422_2325);
-    h.field(s.path.as_deref().unwrap_or("").as_bytes());
-    match &s.data {
+    h.field(path.as_bytes());
+    match s.data() {
         Some(d) => h.field(d),
         None => h.bytes(&u64::MAX.to_le_bytes()),
     }

@@ -108,7 +108,7 @@ impl DataTree {
             return;
         };
         let Some(mut track) =
-            StatsTrack::parse(self.arena.slot(id).data.as_deref().unwrap_or_default())
+            StatsTrack::parse(self.arena.slot(id).data().unwrap_or_default())
         else {
             tracing::warn!(%stat_path, "quota stats node data malformed, not updated");
             return;
@@ -145,10 +145,9 @@ impl DataTree {
     fn replace_data_in_place(&mut self, id: u32, data: Vec<u8>) {
         self.journal_modified(id);
         let new_len = data.len() as u64;
-        let data = self.shared_data(Some(&data));
         let slot = self.arena.slot_mut(id);
         let old_len = slot.data_len() as u64;
-        slot.data = data;
+        slot.set_data(Some(&data));
         self.data_size = self.data_size.saturating_sub(old_len) + new_len;
     }
 }

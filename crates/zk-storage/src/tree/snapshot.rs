@@ -230,26 +230,41 @@ impl SnapshotView {
             }
         }
 
-        // Depth-first from the root (slot 0), parents before children. The stack holds at
-        // most one entry per node.
+        // Depth-first from the root (slot 0), parents before children, each node's path
+        // put together in `path` from its parent's (the first `parent_len` bytes) and its
+        // name. The stack holds at most one entry per node.
         let mut written_nodes = 0u64;
         if self.node_count > 0 {
-            let mut stack = vec![0u32];
-            while let Some(id) = stack.pop() {
+            let mut path = String::new();
+            let mut stack = vec![(0u32, None::<usize>)];
+            while let Some((id, parent_len)) = stack.pop() {
                 let slot = slot_in(&self.chunks, id).ok_or_else(corrupt_view)?;
+                if !slot.is_live() {
+                    return Err(corrupt_view());
+                }
+                match parent_len {
+                    None => path.push('/'),
+                    Some(len) => {
+                        path.truncate(len);
+                        if !path.ends_with('/') {
+                            path.push('/');
+                        }
+                        path.push_str(slot.name());
+                    }
+                }
                 let acl = acl_index
                     .get(slot.acl as usize)
                     .copied()
                     .filter(|&i| i != u32::MAX)
                     .ok_or_else(corrupt_view)?;
-                write_node(&mut out, slot, acl)?;
+                write_node(&mut out, &path, slot, acl)?;
                 written_nodes += 1;
                 if written_nodes > self.node_count {
                     return Err(corrupt_view());
                 }
                 let mut child = slot.first_child;
                 while child != NIL {
-                    stack.push(child);
+                    stack.push((child, Some(path.len())));
                     child = slot_in(&self.chunks, child).ok_or_else(corrupt_view)?.next;
                 }
             }
@@ -267,11 +282,10 @@ impl SnapshotView {
     }
 }
 
-fn write_node(out: &mut impl Write, slot: &Slot, acl: u32) -> io::Result<()> {
-    let path = slot.path.as_deref().ok_or_else(corrupt_view)?;
+fn write_node(out: &mut impl Write, path: &str, slot: &Slot, acl: u32) -> io::Result<()> {
     let too_long = || io::Error::new(io::ErrorKind::InvalidData, "node field too long");
     let path_len = u32::try_from(path.len()).map_err(|_| too_long())?;
-    let data_len = match &slot.data {
+    let data_len = match slot.data() {
         Some(d) => u32::try_from(d.len())
             .ok()
             .filter(|&l| l <= MAX_DATA_LEN)
@@ -297,7 +311,7 @@ fn write_node(out: &mut impl Write, slot: &Slot, acl: u32) -> io::Result<()> {
     put(&s.ephemeral_owner.to_le_bytes());
     out.write_all(&header)?;
     out.write_all(path.as_bytes())?;
-    out.write_all(slot.data.as_deref().unwrap_or_default())
+    out.write_all(slot.data().unwrap_or_default())
 }
 
 /// Reads exactly what it is asked for (never ahead of the snapshot's end), updating the
@@ -438,9 +452,13 @@ impl DataTree {
                 super::table_hash(e.hash)
             });
         let mut scratch = Vec::new();
-        // Nodes come depth-first: the ancestors of the next node are on this stack, so
-        // its parent is found without a hash lookup (other orders fall back to one).
-        let mut ancestors: Vec<u32> = Vec::new();
+        let mut data = Vec::new();
+        // Nodes come depth-first: the ancestors of the next node are on this stack (with
+        // the length of their paths, each a prefix of `last_path`, the path of the node
+        // read last), so its parent is found without a hash lookup (other orders fall
+        // back to one).
+        let mut ancestors: Vec<(u32, usize)> = Vec::new();
+        let mut last_path = String::new();
         for n in 0..node_count {
             let header: [u8; NODE_HEADER_LEN] = r.array()?;
             let path_len = le_u32(&header, 0);
@@ -488,7 +506,6 @@ impl DataTree {
                     TreeSnapshotError::Duplicate(path.to_string())
                 });
             }
-            let path: Arc<str> = Arc::from(path);
             let Some(&acl) = acl_ids.get(acl_file as usize) else {
                 return Err(TreeSnapshotError::BadAclIndex {
                     path: path.to_string(),
@@ -496,25 +513,25 @@ impl DataTree {
                     count: acl_count,
                 });
             };
-            let data = if null_data {
-                None
-            } else {
-                r.bytes_into(data_len as usize, &mut scratch)?;
-                tree.shared_data(Some(&scratch))
-            };
-            let parent_path = super::split_parent(&path).map(|(p, _)| p);
+            if !null_data {
+                r.bytes_into(data_len as usize, &mut data)?;
+            }
+            let parent_path = super::split_parent(path).map(|(p, _)| p);
             let mut parent = None;
-            while let Some(&top) = ancestors.last() {
-                if tree.arena.slot(top).path.as_deref() == parent_path {
+            while let Some(&(top, len)) = ancestors.last() {
+                if last_path.get(..len) == parent_path {
                     parent = Some(top);
                     break;
                 }
                 ancestors.pop();
             }
-            match tree.insert_node_under(path.clone(), data, acl, stat, parent) {
+            let node_data = (!null_data).then_some(data.as_slice());
+            match tree.insert_node_under(path, node_data, acl, stat, parent) {
                 Ok(id) => {
                     tree.acls.add_ref(acl);
-                    ancestors.push(id);
+                    ancestors.push((id, path.len()));
+                    last_path.clear();
+                    last_path.push_str(path);
                 }
                 Err(zk_proto::data::ErrorCode::NodeExists) => {
                     return Err(TreeSnapshotError::Duplicate(path.to_string()));

@@ -13,7 +13,7 @@ use super::arena::StatPersisted;
 #[derive(Debug, Clone)]
 pub(crate) enum Undo {
     /// A node was created: remove it.
-    Created(Arc<str>),
+    Created(Box<str>),
     /// A node was removed: put it back as it was.
     Removed(NodeImage),
     /// A node's data, stat or ACL was changed: restore them.
@@ -25,8 +25,8 @@ pub(crate) enum Undo {
 /// A node's content before a change.
 #[derive(Debug, Clone)]
 pub(crate) struct NodeImage {
-    path: Arc<str>,
-    data: Option<Arc<[u8]>>,
+    path: String,
+    data: Option<Vec<u8>>,
     stat: StatPersisted,
     acl: Arc<[Acl]>,
 }
@@ -34,9 +34,12 @@ pub(crate) struct NodeImage {
 impl DataTree {
     fn image(&self, id: u32) -> Option<NodeImage> {
         let slot = self.arena.slot(id);
+        if !slot.is_live() {
+            return None;
+        }
         Some(NodeImage {
-            path: slot.path.clone()?,
-            data: slot.data.clone(),
+            path: self.path_of(id),
+            data: slot.data().map(<[u8]>::to_vec),
             stat: slot.stat,
             acl: Arc::from(self.acls.get(slot.acl)),
         })
@@ -84,13 +87,13 @@ impl DataTree {
             match undo {
                 Undo::Created(path) => {
                     if let Some(id) = self.lookup(&path) {
-                        self.remove_node(id);
+                        self.remove_node(id, &path);
                     }
                 }
                 Undo::Removed(image) => {
                     let acl = self.acls.intern(&image.acl);
                     if let Err(e) =
-                        self.insert_node(image.path.clone(), image.data, acl, image.stat)
+                        self.insert_node(&image.path, image.data.as_deref(), acl, image.stat)
                     {
                         self.acls.release(acl);
                         tracing::error!(path = %image.path, ?e, "multi rollback could not restore a node");
@@ -102,10 +105,10 @@ impl DataTree {
                         continue;
                     };
                     let acl = self.acls.intern(&image.acl);
-                    let new_len = image.data.as_deref().map_or(0, <[u8]>::len) as u64;
+                    let new_len = image.data.as_ref().map_or(0, Vec::len) as u64;
                     let slot = self.arena.slot_mut(id);
                     let old_len = slot.data_len() as u64;
-                    slot.data = image.data;
+                    slot.set_data(image.data.as_deref());
                     slot.stat = image.stat;
                     let old_acl = std::mem::replace(&mut slot.acl, acl);
                     self.acls.release(old_acl);
