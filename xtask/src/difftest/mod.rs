@@ -7,7 +7,7 @@
 //! ours and a 3-node Apache ZooKeeper 3.8 ensemble (or the server given with
 //! `--against`), and every reply and watch event is compared after normalisation (see
 //! [`normalise`]: zxids and session ids by rank of first appearance, times left out,
-//! children and other name lists compared as sets because Apache answers in hash order
+//! children, ACLs and other lists compared as sets because Apache answers in hash order
 //! and ours sorted). A difference is shrunk ([`shrink`]) to the shortest op sequence
 //! that still shows it, replayed on fresh roots and sessions, and printed with both
 //! systems' replies; the run goes on with the next sequence (a difference already seen

@@ -10,11 +10,15 @@
 //!   and not on the other would look different);
 //! * children (`getChildren`, `getChildren2`, multiRead), `getEphemerals` and `whoAmI`
 //!   lists are sorted: Apache ZooKeeper answers in hash-set order, ours in name order,
-//!   and neither promises an order, so they are compared as sets.
+//!   and neither promises an order, so they are compared as sets;
+//! * ACL entries (`getACL`) are compared as a set too: Apache expands an `auth:` entry
+//!   into one entry per identity of the session in the order of its `authInfo`, a hash
+//!   set (a session with `alice` and `bob` gets them in either order), and an ACL grants
+//!   by any entry, so the order carries no meaning.
 //!
 //! Everything else — error codes, data (null apart from empty), versions, cversion,
-//! aversion, dataLength, numChildren, ACLs in order, paths, watch events in the order
-//! they arrived per session — is compared as it is.
+//! aversion, dataLength, numChildren, paths, watch events in the order they arrived per
+//! session — is compared as it is.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -57,13 +61,14 @@ pub fn set(items: &[String]) -> String {
     format!("{{{}}}", v.join(","))
 }
 
-/// ACL entries in the server's order.
+/// ACL entries as a sorted set (see the module doc: Apache expands an `auth` entry in
+/// the hash order of the session's identities).
 pub fn acl(acl: &[Acl]) -> String {
     let parts: Vec<String> = acl
         .iter()
         .map(|a| format!("{}:{}:{}", a.id.scheme, a.id.id, a.perms))
         .collect();
-    format!("[{}]", parts.join(","))
+    set(&parts)
 }
 
 /// `whoAmI` entries as a sorted set.
@@ -253,6 +258,17 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(a, "{a,b,c}");
         assert_ne!(set(&["a".into()]), set(&["a".into(), "b".into()]));
+        let e = |p: i32, s: &str, id: &str| Acl {
+            perms: p,
+            id: zk_proto::data::Id::new(s, id),
+        };
+        let ab = [e(31, "digest", "a:x"), e(31, "digest", "b:y")];
+        let ba = [e(31, "digest", "b:y"), e(31, "digest", "a:x")];
+        assert_eq!(acl(&ab), acl(&ba));
+        assert_ne!(
+            acl(&ab),
+            acl(&[e(1, "digest", "a:x"), e(31, "digest", "b:y")])
+        );
         assert_eq!(data(None), "null");
         assert_eq!(data(Some(b"")), "\"\"");
         assert_ne!(data(None), data(Some(b"")));
