@@ -347,20 +347,20 @@ impl DataTree {
         if self.lookup(path).is_some() {
             return Err(ErrorCode::NodeExists);
         }
-        if let NodeKind::Ephemeral(_) = NodeKind::of(self.arena.slot(parent).stat.ephemeral_owner) {
+        if let NodeKind::Ephemeral(_) = NodeKind::of(self.arena.slot(parent).owner()) {
             return Err(ErrorCode::NoChildrenForEphemerals);
         }
         self.journal_modified(parent);
         {
             let p = self.arena.slot_mut(parent);
             let new_cversion = if parent_cversion == -1 {
-                p.stat.cversion.wrapping_add(1)
+                p.cversion.wrapping_add(1)
             } else {
                 parent_cversion
             };
-            if new_cversion > p.stat.cversion {
-                p.stat.cversion = new_cversion;
-                p.stat.pzxid = zxid;
+            if new_cversion > p.cversion {
+                p.cversion = new_cversion;
+                p.pzxid = zxid;
             }
         }
         let acl = self.acls.intern(acl);
@@ -390,13 +390,13 @@ impl DataTree {
         self.journal_modified(id);
         let s = self.arena.slot_mut(id);
         let new_cversion = if new_cversion == -1 {
-            s.stat.cversion.wrapping_add(1)
+            s.cversion.wrapping_add(1)
         } else {
             new_cversion
         };
-        if new_cversion > s.stat.cversion {
-            s.stat.cversion = new_cversion;
-            s.stat.pzxid = zxid;
+        if new_cversion > s.cversion {
+            s.cversion = new_cversion;
+            s.pzxid = zxid;
         }
         Ok(())
     }
@@ -424,8 +424,8 @@ impl DataTree {
         self.journal_modified(parent);
         {
             let p = self.arena.slot_mut(parent);
-            if zxid > p.stat.pzxid {
-                p.stat.pzxid = zxid;
+            if zxid > p.pzxid {
+                p.pzxid = zxid;
             }
         }
         let id = id.ok_or(ErrorCode::NoNode)?;
@@ -454,9 +454,9 @@ impl DataTree {
         let s = self.arena.slot_mut(id);
         let old_len = s.data_len() as u64;
         s.set_data(data);
-        s.stat.mtime = time;
-        s.stat.mzxid = zxid;
-        s.stat.version = version;
+        s.mtime = time;
+        s.mzxid = zxid;
+        s.version = version;
         let stat = client_stat(s);
         self.data_size = self.data_size.saturating_sub(old_len) + new_len;
         if let Some(prefix) = self.max_prefix_with_quota(path) {
@@ -472,7 +472,7 @@ impl DataTree {
         let new_acl = self.acls.intern(acl);
         let s = self.arena.slot_mut(id);
         let old_acl = std::mem::replace(&mut s.acl, new_acl);
-        s.stat.aversion = version;
+        s.aversion = version;
         let stat = client_stat(s);
         self.acls.release(old_acl);
         Ok(stat)

@@ -196,7 +196,7 @@ impl<'a> NodeRef<'a> {
     }
     /// The stat as stored.
     pub fn persisted(&self) -> StatPersisted {
-        self.slot.stat
+        self.slot.stat()
     }
     /// The ACL.
     pub fn acl(&self) -> &'a [Acl] {
@@ -208,12 +208,12 @@ impl<'a> NodeRef<'a> {
     }
     /// Ephemeral, container, TTL or persistent.
     pub fn kind(&self) -> NodeKind {
-        NodeKind::of(self.slot.stat.ephemeral_owner)
+        NodeKind::of(self.slot.owner())
     }
 }
 
 fn client_stat(slot: &Slot) -> Stat {
-    let s = &slot.stat;
+    let s = &slot.stat();
     let num_children = i32::try_from(slot.num_children).unwrap_or(i32::MAX);
     Stat {
         czxid: s.czxid,
@@ -285,7 +285,9 @@ impl DataTree {
 
     fn lookup_hashed(&self, path: &str, h: u32) -> Option<u32> {
         self.index
-            .find(table_hash(h), |e| e.hash == h && path_is(&self.arena, e.id, path))
+            .find(table_hash(h), |e| {
+                e.hash == h && path_is(&self.arena, e.id, path)
+            })
             .map(|e| e.id)
     }
 
@@ -340,10 +342,9 @@ impl DataTree {
     ) -> Result<u32, ErrorCode> {
         let (parent, name) = match (parent_hint, split_parent(path)) {
             (Some(parent), Some((_, name))) => (parent, name),
-            (None, Some((parent_path, name))) => (
-                self.lookup(parent_path).ok_or(ErrorCode::NoNode)?,
-                name,
-            ),
+            (None, Some((parent_path, name))) => {
+                (self.lookup(parent_path).ok_or(ErrorCode::NoNode)?, name)
+            }
             (_, None) if self.arena.live() == 0 => (NIL, ""),
             (_, None) => return Err(ErrorCode::NodeExists),
         };
@@ -437,7 +438,7 @@ impl DataTree {
         self.data_size = self
             .data_size
             .saturating_sub((path.len() + old_data_len) as u64);
-        match NodeKind::of(old.stat.ephemeral_owner) {
+        match NodeKind::of(old.owner()) {
             NodeKind::Persistent => {}
             NodeKind::Container => {
                 self.containers.remove(path);
@@ -626,9 +627,9 @@ impl DataTree {
         let mut out = Vec::new();
         for path in &self.containers {
             if let Some(n) = self.get(path) {
-                let elapsed = now_ms.saturating_sub(n.slot.stat.mtime);
+                let elapsed = now_ms.saturating_sub(n.slot.mtime);
                 if n.num_children() == 0
-                    && (n.slot.stat.cversion > 0
+                    && (n.slot.cversion > 0
                         || (max_never_used_ms != 0 && elapsed > max_never_used_ms))
                 {
                     out.push(path.to_string());
@@ -640,7 +641,7 @@ impl DataTree {
                 && n.num_children() == 0
                 && let NodeKind::Ttl(ttl) = n.kind()
                 && ttl != 0
-                && now_ms.saturating_sub(n.slot.stat.mtime) > ttl
+                && now_ms.saturating_sub(n.slot.mtime) > ttl
             {
                 out.push(path.to_string());
             }
@@ -660,10 +661,7 @@ impl DataTree {
                 aversion: -1,
                 ..StatPersisted::default()
             };
-            if self
-                .insert_node(path, Some(&[]), acl, stat)
-                .is_err()
-            {
+            if self.insert_node(path, Some(&[]), acl, stat).is_err() {
                 self.acls.release(acl);
                 return;
             }
@@ -714,7 +712,7 @@ impl DataTree {
                     slot.num_children
                 ));
             }
-            match NodeKind::of(slot.stat.ephemeral_owner) {
+            match NodeKind::of(slot.owner()) {
                 NodeKind::Persistent => {}
                 NodeKind::Container => {
                     containers += 1;
@@ -842,7 +840,7 @@ fn node_digest(path: &str, s: &Slot, acl: &[Acl]) -> u64 {
         Some(d) => h.field(d),
         None => h.bytes(&u64::MAX.to_le_bytes()),
     }
-    let st = &s.stat;
+    let st = &s.stat();
     for v in [
         st.czxid,
         st.mzxid,

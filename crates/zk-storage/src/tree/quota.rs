@@ -107,8 +107,7 @@ impl DataTree {
             tracing::warn!(%stat_path, "quota stats node missing");
             return;
         };
-        let Some(mut track) =
-            StatsTrack::parse(self.arena.slot(id).data().unwrap_or_default())
+        let Some(mut track) = StatsTrack::parse(self.arena.slot(id).data().unwrap_or_default())
         else {
             tracing::warn!(%stat_path, "quota stats node data malformed, not updated");
             return;

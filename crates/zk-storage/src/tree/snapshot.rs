@@ -292,7 +292,7 @@ fn write_node(out: &mut impl Write, path: &str, slot: &Slot, acl: u32) -> io::Re
             .ok_or_else(too_long)?,
         None => NULL_DATA_LEN,
     };
-    let s = &slot.stat;
+    let s = &slot.stat();
     let mut header = [0u8; NODE_HEADER_LEN];
     let mut at = 0;
     let mut put = |b: &[u8]| {

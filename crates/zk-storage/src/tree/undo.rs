@@ -40,7 +40,7 @@ impl DataTree {
         Some(NodeImage {
             path: self.path_of(id),
             data: slot.data().map(<[u8]>::to_vec),
-            stat: slot.stat,
+            stat: slot.stat(),
             acl: Arc::from(self.acls.get(slot.acl)),
         })
     }
@@ -109,7 +109,7 @@ impl DataTree {
                     let slot = self.arena.slot_mut(id);
                     let old_len = slot.data_len() as u64;
                     slot.set_data(image.data.as_deref());
-                    slot.stat = image.stat;
+                    slot.set_stat(image.stat);
                     let old_acl = std::mem::replace(&mut slot.acl, acl);
                     self.acls.release(old_acl);
                     self.data_size = self.data_size.saturating_sub(old_len) + new_len;
