@@ -224,11 +224,14 @@ impl Quorum for LearnService {
         });
         let out = ReceiverStream::new(rx)
             .flat_map(|o| {
-                let items: Vec<Result<pb::QuorumPacket, Status>> = match o {
-                    Outbound::One(p) => vec![Ok(p.into())],
-                    Outbound::Batch(v) => v.into_iter().map(|p| Ok(p.into())).collect(),
-                    Outbound::Failed(status) => vec![Err(status)],
-                };
+                // Converted one by one as the stream is read: a batch may be a whole log
+                // range or snapshot.
+                let items: Box<dyn Iterator<Item = Result<pb::QuorumPacket, Status>> + Send> =
+                    match o {
+                        Outbound::One(p) => Box::new(std::iter::once(Ok(p.into()))),
+                        Outbound::Batch(v) => Box::new(v.into_iter().map(|p| Ok(p.into()))),
+                        Outbound::Failed(status) => Box::new(std::iter::once(Err(status))),
+                    };
                 futures::stream::iter(items)
             })
             .scan(false, |failed, item| {
