@@ -688,7 +688,10 @@ fn reads_for_the_server() {
     assert!(t.tree.exists("/a/b/deep"));
     assert!(!t.tree.exists("/a/b/dee"));
     let node = t.tree.get("/a/b/deep").unwrap();
-    assert_eq!((node.path(), node.name()), ("/a/b/deep".to_string(), "deep"));
+    assert_eq!(
+        (node.path(), node.name()),
+        ("/a/b/deep".to_string(), "deep")
+    );
     let root = t.tree.get("/").unwrap();
     assert_eq!((root.path(), root.name()), ("/".to_string(), ""));
     assert_eq!(t.tree.get("/a/b").unwrap().data(), Some(&b""[..]));
@@ -888,4 +891,50 @@ fn multi_failing_at_apply_rolls_back() {
     );
     assert_eq!(t.tree.session_timeout(SESSION), Some(5000));
     assert_eq!(t.tree.last_processed_zxid(), t.zxid);
+}
+
+/// Nodes keep their names only and the index their ids: a path is put together from the
+/// ancestors' names, also for deep paths and while the index grows.
+#[test]
+fn deep_paths_are_found_while_the_index_grows() {
+    let mut tree = DataTree::new();
+    let mut zxid = 0x1_0000_0000;
+    let mut create = |tree: &mut DataTree, path: &str| {
+        zxid += 1;
+        let txn = create_txn(tree, path, b"d", false);
+        tree.apply(&TxnEntry {
+            header: TxnHeader {
+                client_id: SESSION,
+                cxid: 1,
+                zxid,
+                time: zxid,
+                op: OpCode::Create,
+            },
+            txn,
+        })
+    };
+    let mut deep = String::new();
+    for depth in 0..40 {
+        deep.push_str(&format!("/level{depth}"));
+        assert!(create(&mut tree, &deep).is_ok(), "{deep}");
+    }
+    for i in 0..3000 {
+        assert!(create(&mut tree, &format!("{deep}/n{i}")).is_ok());
+    }
+    for i in (0..3000).step_by(7) {
+        let p = format!("{deep}/n{i}");
+        let n = tree.get(&p).unwrap();
+        assert_eq!(n.path(), p);
+        assert_eq!(
+            (n.name(), n.data()),
+            (&p[deep.len() + 1..], Some(&b"d"[..]))
+        );
+    }
+    // Near misses are not found.
+    assert!(tree.get(&format!("{deep}/n3000")).is_none());
+    assert!(tree.get(&format!("{deep}n1")).is_none());
+    assert!(tree.get(&deep.replacen("level3", "level4", 1)).is_none());
+    assert!(tree.get("/level0/level1//level2").is_none());
+    tree.check_invariants().unwrap();
+    assert_eq!(tree.children(&deep).unwrap().len(), 3000);
 }
