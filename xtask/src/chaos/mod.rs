@@ -4,6 +4,9 @@
 //! linearizability per register, acknowledged creates and sets are looked up, and every
 //! node must end with the same zxid and tree.
 //!
+//! A register the checker cannot decide within `--max-steps` in a debug build (long
+//! runs) is checked again by a release build of xtask with twenty times the steps.
+//!
 //! Everything is left in the run's directory: `history.txt` (one line per operation:
 //! call and return times in ns, client, what and how it ended), `summary.txt`, and
 //! `nodeI/zk.log` for every node.
@@ -615,6 +618,41 @@ async fn drive(
         verdicts.push((k, verdict, took));
     }
 
+    // A debug build checks about thirty times slower than a release build: a long run's
+    // registers can come out undecided here and be decided there.
+    let undecided: Vec<usize> = verdicts
+        .iter()
+        .filter(|(_, v, _)| matches!(v, Verdict::Undecided { .. }))
+        .map(|(k, _, _)| *k)
+        .collect();
+    if !undecided.is_empty() && cfg!(debug_assertions) {
+        let steps = args.max_steps.saturating_mul(RELEASE_STEPS_FACTOR);
+        let history_file = dir.join("history.txt");
+        let out =
+            tokio::task::spawn_blocking(move || recheck_in_release(&history_file, steps)).await?;
+        match out {
+            Ok(lines) => {
+                for k in undecided {
+                    let path = key_path(k);
+                    let Some(line) = lines.iter().find(|l| l.starts_with(&format!("{path}:")))
+                    else {
+                        notes.push(format!("{path}: the release re-check did not report it"));
+                        continue;
+                    };
+                    notes.push(format!(
+                        "re-checked by the release build ({steps} steps): {line}"
+                    ));
+                    if line.contains("NotLinearizable") {
+                        violations.push(format!(
+                            "VIOLATION: {path} is not linearizable (release re-check: {line})"
+                        ));
+                    }
+                }
+            }
+            Err(e) => notes.push(format!("the release re-check failed: {e:#}")),
+        }
+    }
+
     let _ = writeln!(report, "chaos summary (seed {seed})");
     let _ = writeln!(
         report,
@@ -670,6 +708,34 @@ async fn drive(
     }
     let _ = writeln!(report, "  history and node logs: {}", dir.display());
     Ok(report)
+}
+
+/// How many more search steps the release re-check of an undecided register gets.
+const RELEASE_STEPS_FACTOR: u64 = 20;
+
+/// Runs `chaos --check-history FILE --max-steps STEPS` in a release build of xtask and
+/// returns its verdict lines (one per register).
+fn recheck_in_release(history: &Path, steps: u64) -> Result<Vec<String>> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    eprintln!("==> a register is undecided: re-checking the history with a release build");
+    let out = Command::new(&cargo)
+        .args(["run", "--quiet", "--release", "--package", "xtask", "--"])
+        .arg("chaos")
+        .arg("--check-history")
+        .arg(history)
+        .arg("--max-steps")
+        .arg(steps.to_string())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("running the release checker")?;
+    let lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    if lines.is_empty() {
+        bail!("the release checker printed nothing ({})", out.status);
+    }
+    Ok(lines)
 }
 
 /// Parses one register line of `history.txt` into (key, operation); `None` for other
