@@ -401,7 +401,12 @@ fn drive(
             if let Some(f) = findings.iter_mut().find(|f| f.signature == sig) {
                 f.seen += 1;
             } else {
-                let msg = format!("sequence {seq}: difference at op {at} ({}), shrinking", op);
+                let msg = format!(
+                    "sequence {seq}: difference at op {at} ({op}), shrinking\n    ours:    {}\n    {:<8} {}",
+                    show(&sa.text(), &root),
+                    theirs.name,
+                    show(&sb.text(), &root)
+                );
                 match &bar {
                     Some(b) => b.println(&msg),
                     None => eprintln!("{msg}"),
