@@ -183,7 +183,12 @@ impl Slot {
     /// The node's name ("" for the root and for free slots).
     pub(crate) fn name(&self) -> &str {
         // Always UTF-8: the bytes come from a `&str` cut at a '/'.
-        std::str::from_utf8(self.parts().1).unwrap_or_default()
+        std::str::from_utf8(self.name_bytes()).unwrap_or_default()
+    }
+
+    /// The bytes of the node's name (no UTF-8 check: for comparing and hashing).
+    pub(crate) fn name_bytes(&self) -> &[u8] {
+        self.parts().1
     }
 
     /// The data, `None` when null.

@@ -55,7 +55,7 @@ mod snapshot;
 mod undo;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::hash::{BuildHasher, Hasher};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use foldhash::fast::RandomState;
@@ -124,60 +124,21 @@ pub fn ttl_ephemeral_owner(ttl_ms: i64) -> Option<i64> {
     (ttl_ms > 0 && ttl_ms <= MAX_TTL_MS).then_some(EXTENDED_MASK | ttl_ms)
 }
 
-/// Hash of a path for the index, fed component by component so that the hash of a node
-/// can be computed again from its ancestors' names ([`node_hash`]): the index holds
-/// node ids only.
-fn path_hash(hasher: &RandomState, path: &str) -> u64 {
-    let mut h = hasher.build_hasher();
-    for name in path.split('/').filter(|c| !c.is_empty()) {
-        h.write(name.as_bytes());
-        // Never in UTF-8: separates the names.
-        h.write_u8(0xff);
-    }
-    h.finish()
+#[derive(Debug, Clone, Copy)]
+struct IndexEntry {
+    id: u32,
+    hash: u32,
 }
 
-/// [`path_hash`] of the path of the live node `id`, from the names of its ancestors
-/// (when the index grows).
-fn node_hash(arena: &Arena, hasher: &RandomState, id: u32) -> u64 {
-    // Ids from `id` up to (not including) the root; deep paths spill into `deeper`.
-    let mut near = [NIL; 32];
-    let mut n = 0;
-    let mut deeper = Vec::new();
-    let mut cur = id;
-    // Bounded: a node has fewer ancestors than there are live nodes.
-    for _ in 0..=arena.live() {
-        let s = arena.slot(cur);
-        if s.parent == NIL {
-            break;
-        }
-        match near.get_mut(n) {
-            Some(slot) => {
-                *slot = cur;
-                n += 1;
-            }
-            None => deeper.push(cur),
-        }
-        cur = s.parent;
-    }
-    let mut h = hasher.build_hasher();
-    for &c in deeper
-        .iter()
-        .rev()
-        .chain(near.get(..n).unwrap_or_default().iter().rev())
-    {
-        h.write(arena.slot(c).name().as_bytes());
-        h.write_u8(0xff);
-    }
-    h.finish()
+fn table_hash(h: u32) -> u64 {
+    (u64::from(h) << 32) | u64::from(h)
 }
 
 /// The znode tree of one server. See the [module docs](self).
 #[derive(Debug, Clone)]
 pub struct DataTree {
     arena: Arena,
-    /// Node ids by [`path_hash`] of their paths.
-    index: HashTable<u32>,
+    index: HashTable<IndexEntry>,
     hasher: RandomState,
     acls: AclTable,
     sessions: BTreeMap<i64, i32>,
@@ -318,12 +279,16 @@ impl DataTree {
         }
     }
 
-    fn lookup(&self, path: &str) -> Option<u32> {
+    fn path_hash(&self, path: &str) -> u32 {
+        (self.hasher.hash_one(path) >> 32) as u32
+    }
+
+    fn lookup_hashed(&self, path: &str, h: u32) -> Option<u32> {
         self.index
-            .find(path_hash(&self.hasher, path), |&id| {
-                path_is(&self.arena, id, path)
+            .find(table_hash(h), |e| {
+                e.hash == h && path_is(&self.arena, e.id, path)
             })
-            .copied()
+            .map(|e| e.id)
     }
 
     /// The full path of a live node, from its name and its ancestors'.
@@ -348,6 +313,10 @@ impl DataTree {
             path.push_str(name);
         }
         path
+    }
+
+    fn lookup(&self, path: &str) -> Option<u32> {
+        self.lookup_hashed(path, self.path_hash(path))
     }
 
     /// Links a new node under its parent (which must exist) and indexes it. Checks
@@ -382,11 +351,12 @@ impl DataTree {
         if name.len() > MAX_NAME_LEN {
             return Err(ErrorCode::BadArguments);
         }
-        let (arena, hasher) = (&self.arena, &self.hasher);
+        let h = self.path_hash(path);
+        let arena = &self.arena;
         let vacant = match self.index.entry(
-            path_hash(hasher, path),
-            |&id| path_is(arena, id, path),
-            |&id| node_hash(arena, hasher, id),
+            table_hash(h),
+            |e| e.hash == h && path_is(arena, e.id, path),
+            |e| table_hash(e.hash),
         ) {
             hashbrown::hash_table::Entry::Occupied(_) => return Err(ErrorCode::NodeExists),
             hashbrown::hash_table::Entry::Vacant(v) => v,
@@ -402,7 +372,7 @@ impl DataTree {
         slot.parent = parent;
         slot.next = next;
         let id = self.arena.alloc(slot).ok_or(ErrorCode::SystemError)?;
-        vacant.insert(id);
+        vacant.insert(IndexEntry { id, hash: h });
         self.data_size += (path.len() + data_len) as u64;
         if next != NIL {
             self.arena.slot_mut(next).prev = id;
@@ -457,10 +427,8 @@ impl DataTree {
         }
         let old = self.arena.release(id);
         let old_data_len = old.data_len();
-        if let Ok(entry) = self
-            .index
-            .find_entry(path_hash(&self.hasher, path), |&e| e == id)
-        {
+        let h = self.path_hash(path);
+        if let Ok(entry) = self.index.find_entry(table_hash(h), |e| e.id == id) {
             entry.remove();
         }
         if let Some((target, QUOTA_LIMIT_NODE)) = quota::quota_target(path) {
@@ -829,17 +797,17 @@ impl DataTree {
 /// True when the live node `id` has the path `path`: its name and its ancestors' names
 /// spell it.
 fn path_is(arena: &Arena, id: u32, path: &str) -> bool {
-    let mut rest = path;
+    let mut rest = path.as_bytes();
     let mut cur = id;
     // Bounded: every step but the last takes at least two bytes off `rest`.
     loop {
         let s = arena.slot(cur);
         if s.parent == NIL {
-            return rest == "/";
+            return rest == b"/";
         }
         let Some(prefix) = rest
-            .strip_suffix(s.name())
-            .and_then(|p| p.strip_suffix('/'))
+            .strip_suffix(s.name_bytes())
+            .and_then(|p| p.strip_suffix(b"/"))
         else {
             return false;
         };

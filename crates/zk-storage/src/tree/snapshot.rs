@@ -448,8 +448,8 @@ impl DataTree {
         }
 
         tree.index
-            .reserve((node_count as usize).min(INDEX_RESERVE_CAP), |&id| {
-                super::node_hash(&tree.arena, &tree.hasher, id)
+            .reserve((node_count as usize).min(INDEX_RESERVE_CAP), |e| {
+                super::table_hash(e.hash)
             });
         let mut scratch = Vec::new();
         let mut data = Vec::new();
