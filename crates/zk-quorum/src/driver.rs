@@ -96,6 +96,10 @@ pub struct DriverOptions {
     pub learner_queue: usize,
     /// Bound on connecting to the leader.
     pub connect_timeout: Duration,
+    /// Txns a leader reads from its log at a time when it sends a learner a range of it
+    /// (a DIFF beyond the in-memory txns): one piece per loop turn, so a long range does
+    /// not stop the leader's loop (default 8192).
+    pub log_range_piece: usize,
 }
 
 impl Default for DriverOptions {
@@ -104,6 +108,7 @@ impl Default for DriverOptions {
             tick_time: Duration::from_millis(2000),
             learner_queue: 1024,
             connect_timeout: Duration::from_secs(5),
+            log_range_piece: 8192,
         }
     }
 }
@@ -276,6 +281,29 @@ impl<L: TxnLog, E: EpochStore, M: StateMachine> NodeStorage<L, E, M> {
         }
     }
 
+    /// Drops the log's txns at or below `up_to`, which a durable snapshot of the state
+    /// machine (of `snapshot_bytes` bytes) covers, but never beyond what is known
+    /// committed and applied here; returns the zxid the log now starts after (the new
+    /// `log_base`). For a stopped node; a running one does this through
+    /// [`LeaderClient::purge_log`] / [`LearnerClient::purge_log`], which also tell the
+    /// leader's core (a learner behind the purged point then gets a SNAP).
+    pub fn purge_log(&mut self, up_to: Zxid, snapshot_bytes: u64) -> Result<Zxid, DriverError> {
+        let point = up_to.min(self.committed).min(self.machine.applied_zxid());
+        self.snapshot_bytes = snapshot_bytes;
+        if point <= self.log_base {
+            return Ok(self.log_base);
+        }
+        let log = &mut self.log;
+        let removed = blocking(|| log.purge_before(point.saturating_add(1)))?;
+        self.log_base = point;
+        self.recent.forget_up_to(point);
+        info!(
+            up_to = format_args!("{point:#x}"),
+            removed, "log purged up to a snapshot"
+        );
+        Ok(point)
+    }
+
     /// Sets the size in bytes of the durable snapshot the state machine came from. A
     /// leader weighs it against the txns a learner misses to choose between a DIFF from
     /// its on-disk log and a SNAP (`Config::snapshot_size_percent`); while it is 0 (the
@@ -328,6 +356,27 @@ impl<L: TxnLog, E: EpochStore, M: StateMachine> NodeStorage<L, E, M> {
             history,
             snapshot_bytes: self.snapshot_bytes,
         })
+    }
+
+    /// The txns in `(after, up_to]`, at most `max` of them (fewer only at `up_to`).
+    fn read_piece(&self, after: Zxid, up_to: Zxid, max: usize) -> Result<Vec<Txn>, DriverError> {
+        let mut out = Vec::new();
+        for r in self.log.read_from(after.saturating_add(1))? {
+            let r = r?;
+            if r.zxid > up_to {
+                break;
+            }
+            out.push(Txn::new(r.zxid, r.payload));
+            if out.len() >= max.max(1) {
+                return Ok(out);
+            }
+        }
+        if out.last().map(|t| t.zxid) != Some(up_to) {
+            return Err(DriverError::Storage(format!(
+                "log range ({after:#x}, {up_to:#x}] is not in the log"
+            )));
+        }
+        Ok(out)
     }
 
     fn read_range(&self, after: Zxid, up_to: Zxid) -> Result<Vec<Txn>, DriverError> {
@@ -584,6 +633,9 @@ where
             waiting: BTreeMap::new(),
             inputs: VecDeque::new(),
             unsent: Vec::new(),
+            ranges: HashMap::new(),
+            backlog_limit: options.learner_queue.max(1).saturating_mul(MAX_BATCH),
+            range_piece: options.log_range_piece.max(1),
             outbox: Outbox::new(server_events),
             max_outstanding: config.max_outstanding,
             storage,
@@ -624,10 +676,30 @@ struct LeaderRun<'a, L, E, M> {
     /// Packets for each learner stream `(sid, conn)` not yet queued: everything sent to one
     /// learner in a loop turn goes into its queue as one item (see [`LeaderRun::flush_sends`]).
     unsent: Vec<(ServerId, u64, Vec<Packet>)>,
+    /// Log ranges being read and queued a piece per loop turn, by learner.
+    ranges: HashMap<ServerId, RangeSend>,
+    /// Most packets held behind a range for one learner before it is dropped.
+    backlog_limit: usize,
+    /// [`DriverOptions::log_range_piece`].
+    range_piece: usize,
     outbox: Outbox<LeaderEvent>,
     max_outstanding: usize,
     storage: &'a mut NodeStorage<L, E, M>,
     status: watch::Sender<NodeStatus>,
+}
+
+/// A `SendLogRange` in progress: the txns in `(after, up_to]` go to learner stream `conn`
+/// [`DriverOptions::log_range_piece`] at a time, one piece per loop turn while the learner's queue is at
+/// least half free, so that a DIFF of millions of txns from the log neither stops the
+/// leader's loop (its PINGs, the other learners' ACKs) for longer than a piece takes nor
+/// fills the leader's memory. What the core sends the learner meanwhile waits in
+/// `backlog` and follows the range.
+#[derive(Debug)]
+struct RangeSend {
+    conn: u64,
+    after: Zxid,
+    up_to: Zxid,
+    backlog: Vec<Packet>,
 }
 
 impl<L: TxnLog, E: EpochStore, M: StateMachine> LeaderRun<'_, L, E, M> {
@@ -659,8 +731,11 @@ impl<L: TxnLog, E: EpochStore, M: StateMachine> LeaderRun<'_, L, E, M> {
                 && self.core.outstanding() >= self.max_outstanding;
             let reads_streams = !self.outbox.is_full() || stalled;
             let flushes = self.outbox.has_held();
+            let sends_ranges = !self.ranges.is_empty();
             tokio::select! {
                 _ = tick.tick() => self.inputs.push_back(Input::Tick),
+                // The next piece of a log range, once the learner's queue has room.
+                () = tokio::time::sleep(Duration::from_millis(1)), if sends_ranges => {}
                 Some(ev) = events.recv(), if reads_streams => {
                     self.on_event(ev);
                     let mut n = 0;
@@ -708,7 +783,46 @@ impl<L: TxnLog, E: EpochStore, M: StateMachine> LeaderRun<'_, L, E, M> {
                     None => break,
                 }
             }
+            self.send_range_pieces()?;
         }
+    }
+
+    /// Queues the next piece of every log range whose learner has room for it (see
+    /// [`RangeSend`]); a finished range is followed by its backlog.
+    fn send_range_pieces(&mut self) -> Result<(), DriverError> {
+        let sids: Vec<ServerId> = self.ranges.keys().copied().collect();
+        for sid in sids {
+            let Some(job) = self.ranges.get(&sid) else {
+                continue;
+            };
+            let (conn, after, up_to) = (job.conn, job.after, job.up_to);
+            let Some((_, tx)) = self.learners.get(&sid).filter(|(c, _)| *c == conn) else {
+                self.ranges.remove(&sid);
+                continue;
+            };
+            if tx.capacity() < tx.max_capacity().div_ceil(2) {
+                continue;
+            }
+            let storage = &*self.storage;
+            let piece = self.range_piece;
+            let txns = blocking(|| storage.read_piece(after, up_to, piece))?;
+            let mut packets = Vec::with_capacity(2 * txns.len());
+            let mut last = after;
+            for t in txns {
+                last = t.zxid;
+                packets.push(Packet::Proposal(t));
+                packets.push(Packet::Commit { zxid: last });
+            }
+            if last == up_to {
+                if let Some(job) = self.ranges.remove(&sid) {
+                    packets.extend(job.backlog);
+                }
+            } else if let Some(job) = self.ranges.get_mut(&sid) {
+                job.after = last;
+            }
+            self.queue(sid, conn, Outbound::Batch(packets));
+        }
+        Ok(())
     }
 
     fn on_event(&mut self, ev: StreamEvent) {
@@ -770,6 +884,20 @@ impl<L: TxnLog, E: EpochStore, M: StateMachine> LeaderRun<'_, L, E, M> {
                     .revalidate_reply(to, session_id, timeout_ms, valid);
                 self.execute(out)
             }
+            LeaderOp::PurgeLog {
+                up_to,
+                snapshot_bytes,
+                reply,
+            } => {
+                let up_to = up_to.min(self.core.committed_zxid());
+                let point = self.storage.purge_log(up_to, snapshot_bytes)?;
+                let out = self.core.step(Input::LogCompacted {
+                    up_to: point,
+                    snapshot_bytes,
+                });
+                let _ = reply.send(point);
+                self.execute(out)
+            }
         }
     }
 
@@ -816,6 +944,22 @@ impl<L: TxnLog, E: EpochStore, M: StateMachine> LeaderRun<'_, L, E, M> {
         let Some(&(conn, _)) = self.learners.get(&to) else {
             return;
         };
+        if let Some(job) = self.ranges.get_mut(&to) {
+            if job.conn == conn {
+                job.backlog.extend(packets);
+                if job.backlog.len() > self.backlog_limit {
+                    warn!(
+                        peer = to,
+                        "too much queued behind a log range, dropping the learner"
+                    );
+                    self.ranges.remove(&to);
+                    self.learners.remove(&to);
+                    self.inputs.push_back(Input::Disconnected { peer: to });
+                }
+                return;
+            }
+            self.ranges.remove(&to);
+        }
         match self
             .unsent
             .iter_mut()
@@ -872,14 +1016,19 @@ impl<L: TxnLog, E: EpochStore, M: StateMachine> LeaderRun<'_, L, E, M> {
                     self.send(to, packets);
                 }
                 Command::SendLogRange { to, after, up_to } => {
-                    let mut packets = Vec::new();
-                    let storage = &*self.storage;
-                    for t in blocking(|| storage.read_range(after, up_to))? {
-                        let zxid = t.zxid;
-                        packets.push(Packet::Proposal(t));
-                        packets.push(Packet::Commit { zxid });
+                    // What was sent before goes first; the range follows a piece at a time.
+                    self.flush_sends();
+                    if let Some(&(conn, _)) = self.learners.get(&to) {
+                        self.ranges.insert(
+                            to,
+                            RangeSend {
+                                conn,
+                                after,
+                                up_to,
+                                backlog: Vec::new(),
+                            },
+                        );
                     }
-                    self.send(to, packets);
                 }
                 Command::SyncChosen {
                     learner,
@@ -1128,13 +1277,13 @@ where
                 }
                 request = requests.recv(), if reads_requests => match request {
                     Some(r) => {
-                        run.on_request(&mut core, r.0);
+                        run.on_request(&mut core, r.0)?;
                         let mut n = 0;
                         while n < MAX_BATCH
                             && run.held.len() < hold_limit
                             && let Ok(r) = requests.try_recv()
                         {
-                            run.on_request(&mut core, r.0);
+                            run.on_request(&mut core, r.0)?;
                             n += 1;
                         }
                     }
@@ -1296,15 +1445,21 @@ impl<L: TxnLog, E: EpochStore, M: StateMachine> LearnerRun<'_, L, E, M> {
         });
     }
 
-    fn on_request(&mut self, core: &mut LearnerCore, op: LearnerOp) {
+    fn on_request(&mut self, core: &mut LearnerCore, op: LearnerOp) -> Result<(), DriverError> {
         match op {
             LearnerOp::Touch(touch) => {
                 if let Err(e) = core.touch_session(touch) {
                     debug!(session_id = touch.session_id, error = %e, "session touch dropped");
                 }
             }
+            LearnerOp::PurgeLog { up_to, reply } => {
+                let snapshot_bytes = self.storage.snapshot_bytes;
+                let point = self.storage.purge_log(up_to, snapshot_bytes)?;
+                let _ = reply.send(point);
+            }
             other => self.held.push_back(other),
         }
+        Ok(())
     }
 
     /// True when held requests wait only for room in the send queue.
@@ -1328,6 +1483,11 @@ impl<L: TxnLog, E: EpochStore, M: StateMachine> LearnerRun<'_, L, E, M> {
                     timeout_ms,
                 } => core.revalidate(session_id, timeout_ms),
                 LearnerOp::Touch(touch) => core.touch_session(touch).map(|()| Vec::new()),
+                LearnerOp::PurgeLog { up_to, reply } => {
+                    let snapshot_bytes = self.storage.snapshot_bytes;
+                    let _ = reply.send(self.storage.purge_log(up_to, snapshot_bytes)?);
+                    Ok(Vec::new())
+                }
             };
             match out {
                 Ok(out) => {

@@ -125,6 +125,11 @@ pub(crate) enum LeaderOp {
         timeout_ms: i32,
         valid: bool,
     },
+    PurgeLog {
+        up_to: Zxid,
+        snapshot_bytes: u64,
+        reply: oneshot::Sender<Zxid>,
+    },
 }
 
 /// One item of a [`LeaderClient`]'s queue (a txn to propose, a `sync` or REVALIDATE answer).
@@ -235,13 +240,38 @@ impl LeaderClient {
         })
         .await
     }
+
+    /// Drops the txns at or below `up_to` from the leader's log, once the server has a
+    /// durable snapshot of the state machine at `up_to` (or later) of `snapshot_bytes`
+    /// bytes: what ZooKeeper's `autopurge` does to old log files. Returns the zxid the log
+    /// now starts after: `up_to`, or less when the leader has not committed and applied that
+    /// far. The leader's history starts there too, so a learner behind it gets a SNAP, and
+    /// `snapshot_bytes` becomes the size weighed against a DIFF from the log
+    /// (`Config::snapshot_size_percent`). Queued behind earlier submissions, like every op.
+    pub async fn purge_log(&self, up_to: Zxid, snapshot_bytes: u64) -> Result<Zxid, ZabError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(LeaderOp::PurgeLog {
+            up_to,
+            snapshot_bytes,
+            reply,
+        })
+        .await?;
+        rx.await.map_err(|_| ZabError::NotLeading)
+    }
 }
 
 #[derive(Debug)]
 pub(crate) enum LearnerOp {
     Forward(ForwardedRequest),
-    Revalidate { session_id: i64, timeout_ms: i32 },
+    Revalidate {
+        session_id: i64,
+        timeout_ms: i32,
+    },
     Touch(SessionTouch),
+    PurgeLog {
+        up_to: Zxid,
+        reply: oneshot::Sender<Zxid>,
+    },
 }
 
 /// One item of a [`LearnerClient`]'s queue.
@@ -336,6 +366,16 @@ impl LearnerClient {
                 mpsc::error::TrySendError::Full(_) => ZabError::Busy(self.tx.max_capacity()),
                 mpsc::error::TrySendError::Closed(_) => ZabError::NotFollowing,
             })
+    }
+
+    /// Drops the txns at or below `up_to` from this learner's log, once the server has a
+    /// durable snapshot of the state machine at `up_to` (or later). Returns the zxid the
+    /// log now starts after: `up_to`, or less when this learner does not know that far to
+    /// be committed and applied. Done as soon as the driver reads it (also while syncing).
+    pub async fn purge_log(&self, up_to: Zxid) -> Result<Zxid, ZabError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(LearnerOp::PurgeLog { up_to, reply }).await?;
+        rx.await.map_err(|_| ZabError::NotFollowing)
     }
 }
 
@@ -503,6 +543,7 @@ mod tests {
                 LeaderOp::Propose { .. } => "propose",
                 LeaderOp::Sync { .. } => "sync",
                 LeaderOp::Revalidate { .. } => "revalidate",
+                LeaderOp::PurgeLog { .. } => "purge",
             })
             .collect();
         assert_eq!(kinds, ["propose", "sync", "revalidate"]);

@@ -90,6 +90,7 @@ fn options() -> DriverOptions {
         tick_time: Duration::from_millis(100),
         learner_queue: 256,
         connect_timeout: Duration::from_secs(2),
+        ..DriverOptions::default()
     }
 }
 

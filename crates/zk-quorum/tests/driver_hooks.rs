@@ -191,6 +191,7 @@ fn options() -> DriverOptions {
         tick_time: Duration::from_millis(100),
         learner_queue: 256,
         connect_timeout: Duration::from_secs(2),
+        ..DriverOptions::default()
     }
 }
 
@@ -682,7 +683,7 @@ async fn a_learner_installed_by_snap_restarts_from_that_snapshot() -> anyhow::Re
         ..Config::default()
     };
     let mut leader = start_leader(config.clone(), mem_storage()).await?;
-    let f2 = start_learner(2, leader.addr.clone(), config.clone(), mem_storage());
+    let mut f2 = start_learner(2, leader.addr.clone(), config.clone(), mem_storage());
     leader.node.wait_applied(0).await?;
     let mut last = 0;
     for i in 0..10 {
@@ -720,6 +721,8 @@ async fn a_learner_installed_by_snap_restarts_from_that_snapshot() -> anyhow::Re
     .context("the leader never counted two synced followers")??;
     assert_eq!((s.syncs_diff, s.syncs_snap), (2, 1), "{s:?}");
     assert_eq!((s.learners, s.synced_observers), (2, 0), "{s:?}");
+    // The last commit needed only node 3's ACK: node 2 may still be applying it.
+    f2.node.wait_applied(last).await?;
 
     let (_, st3) = f3.node.stop().await?;
     let (_, st2) = f2.node.stop().await?;

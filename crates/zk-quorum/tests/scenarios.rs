@@ -24,7 +24,8 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio::sync::{oneshot, watch};
 use zk_proto::zxid::make;
 use zk_quorum::driver::{
-    DriverOptions, LeaderClient, NodeStatus, NodeStorage, Stopped, run_leader, run_learner,
+    DriverOptions, LeaderClient, LearnerClient, LearnerInbox, NodeStatus, NodeStorage, Stopped,
+    run_leader, run_learner_with,
 };
 use zk_quorum::transport::{TcpDialer, bind_local};
 use zk_quorum::{Config, Ensemble, StateMachine, SyncMode, Txn, Zxid};
@@ -138,6 +139,8 @@ fn options() -> DriverOptions {
         tick_time: Duration::from_millis(100),
         learner_queue: 256,
         connect_timeout: Duration::from_secs(2),
+        // Small pieces, so that a DIFF from the log of a few hundred txns takes several.
+        log_range_piece: 64,
     }
 }
 
@@ -263,7 +266,30 @@ async fn start_leader(
     })
 }
 
-fn start_learner(id: u64, observer: bool, addr: &str, config: Config, mut st: Storage) -> Node {
+fn start_learner(id: u64, observer: bool, addr: &str, config: Config, st: Storage) -> Node {
+    start_learner_with(id, observer, addr, config, st, LearnerInbox::detached())
+}
+
+/// A follower with a server's handle on it.
+fn start_follower_with_client(
+    id: u64,
+    addr: &str,
+    config: Config,
+    st: Storage,
+) -> (Node, LearnerClient) {
+    let (client, inbox) = LearnerClient::new(16);
+    let node = start_learner_with(id, false, addr, config, st, inbox);
+    (node, client)
+}
+
+fn start_learner_with(
+    id: u64,
+    observer: bool,
+    addr: &str,
+    config: Config,
+    mut st: Storage,
+    inbox: LearnerInbox,
+) -> Node {
     let (status_tx, status) = watch::channel(NodeStatus::default());
     let (stop, stopped) = oneshot::channel::<()>();
     let addr = addr.to_owned();
@@ -274,7 +300,7 @@ fn start_learner(id: u64, observer: bool, addr: &str, config: Config, mut st: St
         let shutdown = async {
             let _ = stopped.await;
         };
-        let why = run_learner(
+        let why = run_learner_with(
             id,
             1,
             &addr,
@@ -283,6 +309,7 @@ fn start_learner(id: u64, observer: bool, addr: &str, config: Config, mut st: St
             options(),
             &mut st,
             dialer,
+            inbox,
             status_tx,
             shutdown,
         )
@@ -597,5 +624,121 @@ async fn a_diff_longer_than_the_learner_queue_still_syncs_the_follower() -> anyh
     drop(f2.stop().await?);
     let leader_st = leader.node.stop().await?;
     assert_eq!(records(&f3_st.log)?, records(&leader_st.log)?);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_diff_from_the_log_longer_than_a_piece_arrives_whole_and_in_order() -> anyhow::Result<()>
+{
+    let dir = tempfile::tempdir()?;
+    let root = dir.path();
+    // Ten txns in memory; DIFF from the log while it weighs at most 1000% of the snapshot.
+    let config = Config {
+        snapshot_size_percent: Some(1000),
+        ..config()
+    };
+    let mut leader = start_leader(
+        voters(),
+        config.clone(),
+        open(root, 1)?.with_snapshot_bytes(10_000_000),
+    )
+    .await?;
+    let mut f2 = start_follower(2, &leader.addr, config.clone(), open(root, 2)?);
+    let mut f3 = start_follower(3, &leader.addr, config.clone(), open(root, 3)?);
+    leader.node.wait_applied(0).await?;
+    f2.wait_applied(0).await?;
+    f3.wait_applied(0).await?;
+    drop(f3.stop().await?);
+
+    // Node 3 is 1,000 txns behind: the leader reads them from its log in pieces of 64
+    // txns, while more writes commit and queue up behind the range.
+    let mut last = 0;
+    for i in 0..10 {
+        last = leader.write(&format!("a{i}-"), 100).await?;
+    }
+    let mut f3 = start_follower(3, &leader.addr, config.clone(), open(root, 3)?);
+    for i in 0..5 {
+        last = leader.write(&format!("b{i}-"), 20).await?;
+    }
+    f3.wait_applied(last).await?;
+    f2.wait_applied(last).await?;
+    assert_eq!(f3.sync_mode(), Some(SyncMode::Diff));
+    assert_eq!(leader.syncs(), (3, 0, 0));
+
+    let f3_st = f3.stop().await?;
+    drop(f2.stop().await?);
+    let leader_st = leader.node.stop().await?;
+    let logged = records(&leader_st.log)?;
+    assert_eq!(logged.len(), 1_100);
+    assert_eq!(records(&f3_st.log)?, logged);
+    assert_eq!(f3_st.machine.txns, leader_st.machine.txns);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purged_log_turns_the_diff_of_a_follower_behind_it_into_a_snapshot() -> anyhow::Result<()>
+{
+    let dir = tempfile::tempdir()?;
+    let root = dir.path();
+    // Ten txns in memory, DIFF from the log allowed (while it weighs at most 1000% of a
+    // 10 MB snapshot).
+    let config = Config {
+        snapshot_size_percent: Some(1000),
+        ..config()
+    };
+    let mut leader = start_leader(
+        voters(),
+        config.clone(),
+        open(root, 1)?.with_snapshot_bytes(10_000_000),
+    )
+    .await?;
+    let (mut f2, f2_client) =
+        start_follower_with_client(2, &leader.addr, config.clone(), open(root, 2)?);
+    let mut f3 = start_follower(3, &leader.addr, config.clone(), open(root, 3)?);
+    leader.node.wait_applied(0).await?;
+    f3.wait_applied(0).await?;
+    let at_30 = leader.write("a", 30).await?;
+    f3.wait_applied(at_30).await?;
+
+    // Node 3 misses 20 txns: a DIFF from the leader's log.
+    drop(f3.stop().await?);
+    let at_50 = leader.write("b", 20).await?;
+    let mut f3 = start_follower(3, &leader.addr, config.clone(), open(root, 3)?);
+    f3.wait_applied(at_50).await?;
+    assert_eq!(f3.sync_mode(), Some(SyncMode::Diff));
+    assert_eq!(leader.syncs(), (3, 0, 0));
+
+    // It misses 20 more, and meanwhile the leader's server snapshots at 1:60 and purges the
+    // log up to it: node 3 (at 1:50) is behind the log now, and gets a SNAP.
+    drop(f3.stop().await?);
+    let at_70 = leader.write("c", 20).await?;
+    let purged_to = make(1, 60);
+    assert_eq!(leader.client.purge_log(purged_to, 5_000).await?, purged_to);
+    let mut f3 = start_follower(3, &leader.addr, config.clone(), open(root, 3)?);
+    f3.wait_applied(at_70).await?;
+    assert_eq!(f3.sync_mode(), Some(SyncMode::Snap));
+    assert_eq!(leader.syncs(), (3, 0, 1));
+
+    // A follower's server purges its own log too, never past what it applied.
+    f2.wait_applied(at_70).await?;
+    assert_eq!(f2_client.purge_log(make(1, 65)).await?, make(1, 65));
+    assert_eq!(f2_client.purge_log(make(1, 1_000)).await?, at_70);
+    let last = leader.write("d", 5).await?;
+    f2.wait_applied(last).await?;
+    f3.wait_applied(last).await?;
+
+    let f2_st = f2.stop().await?;
+    let f3_st = f3.stop().await?;
+    let leader_st = leader.node.stop().await?;
+    let leader_log = records(&leader_st.log)?;
+    assert_eq!(leader_log.first().map(|r| r.0), Some(make(1, 61)));
+    assert_eq!(leader_log.len(), 15);
+    assert_eq!(leader_st.log_base, purged_to);
+    let f2_log = records(&f2_st.log)?;
+    assert_eq!(f2_log.first().map(|r| r.0), Some(make(1, 71)));
+    assert_eq!(f2_st.log_base, at_70);
+    assert_eq!(f2_st.machine.txns, leader_st.machine.txns);
+    assert_eq!(f3_st.machine.txns, leader_st.machine.txns);
+    assert_eq!(leader_st.machine.txns.len(), 75);
     Ok(())
 }
