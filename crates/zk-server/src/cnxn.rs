@@ -156,6 +156,13 @@ pub async fn handle(
     client.stats.received();
     let mut body = frame.freeze();
     let connect = ConnectRequest::decode(&mut body)?;
+    // A node between roles (electing after its leader died, syncing with the new one)
+    // usually serves again within tens of milliseconds: hold the handshake until then,
+    // bounded well below the client's connect timeout, instead of closing at once and
+    // sending the client into its reconnect backoff.
+    let hold = Duration::from_millis((connect.timeout_ms.max(0) as u64 / 10).min(500));
+    let mut roles = shared.watch_role();
+    let _ = tokio::time::timeout(hold, roles.wait_for(|r| r.is_serving())).await;
     let role = shared.role();
     if !role.is_serving() {
         return Err(CnxnError::Closed(
