@@ -206,14 +206,25 @@ struct Node<L> {
 }
 
 impl<L> Node<L> {
+    /// Waits until the node serves and has applied `zxid`. If its run ends first (its
+    /// status channel closes), says how: why it went back to LOOKING, its error, or its
+    /// panic, instead of a bare "channel closed".
     async fn wait_applied(&mut self, zxid: Zxid) -> anyhow::Result<()> {
-        tokio::time::timeout(
+        let waited = tokio::time::timeout(
             WAIT,
             self.status.wait_for(|s| s.serving && s.applied >= zxid),
         )
         .await
-        .context("timed out waiting for the node to apply")??;
-        Ok(())
+        .context("timed out waiting for the node to apply")?
+        .map(|_| ());
+        if waited.is_ok() {
+            return Ok(());
+        }
+        match tokio::time::timeout(WAIT, &mut self.task).await? {
+            Ok(Ok((why, _))) => bail!("the node stopped before applying {zxid:#x}: {why:?}"),
+            Ok(Err(e)) => Err(e.context(format!("the node failed before applying {zxid:#x}"))),
+            Err(e) => Err(anyhow::Error::new(e).context("the node's task panicked")),
+        }
     }
 
     async fn stop(self) -> anyhow::Result<(Stopped, Storage<L>)> {
