@@ -381,12 +381,32 @@ impl Prep {
 }
 
 /// The request a multi member stands for; reads are not allowed in multi.
+///
+/// As in ZooKeeper (`MultiOperationRecord` rebuilds each member with `Op.create`), a
+/// create member's kind follows its flags, not its header: a container mode is a
+/// createContainer, a TTL mode under a createTTL header a createTTL, anything else a plain
+/// create (so a create2 member answers without a Stat, and a createTTL member with a
+/// non-TTL mode is a plain create whose TTL is dropped).
 fn multi_op_request(op: &MultiOp) -> Option<Request> {
+    fn by_flags(r: CreateRequest) -> Request {
+        match CreateMode::try_from(r.flags) {
+            Ok(mode) if mode.is_container() => Request::CreateContainer(r),
+            _ => Request::Create(r),
+        }
+    }
     Some(match op {
-        MultiOp::Create(r) => Request::Create(r.clone()),
-        MultiOp::Create2(r) => Request::Create2(r.clone()),
-        MultiOp::CreateContainer(r) => Request::CreateContainer(r.clone()),
-        MultiOp::CreateTtl(r) => Request::CreateTtl(r.clone()),
+        MultiOp::Create(r) | MultiOp::Create2(r) | MultiOp::CreateContainer(r) => {
+            by_flags(r.clone())
+        }
+        MultiOp::CreateTtl(r) => match CreateMode::try_from(r.flags) {
+            Ok(mode) if mode.is_ttl() => Request::CreateTtl(r.clone()),
+            _ => by_flags(CreateRequest {
+                path: r.path.clone(),
+                data: r.data.clone(),
+                acl: r.acl.clone(),
+                flags: r.flags,
+            }),
+        },
         MultiOp::Delete(r) => Request::Delete(r.clone()),
         MultiOp::SetData(r) => Request::SetData(r.clone()),
         MultiOp::Check(r) => Request::Check(r.clone()),
@@ -944,6 +964,66 @@ mod tests {
         h.apply(&e);
         h.apply(&c);
         assert!(h.tree.exists("/m"));
+    }
+
+    #[test]
+    fn a_multi_create_member_is_of_the_kind_its_flags_say() {
+        let mut h = Harness::new();
+        let req = |path: &str, flags| CreateRequest {
+            path: path.into(),
+            data: None,
+            acl: Acl::open_unsafe(),
+            flags,
+        };
+        let ttl = |path: &str, flags, ttl| {
+            MultiOp::CreateTtl(CreateTtlRequest {
+                path: path.into(),
+                data: None,
+                acl: Acl::open_unsafe(),
+                flags,
+                ttl,
+            })
+        };
+        let ops = vec![
+            // A createTTL member with a persistent mode: a plain create, TTL dropped.
+            ttl("/a", 0, 1_000),
+            // A create2 member: a plain create (answered without a Stat).
+            MultiOp::Create2(req("/b", 0)),
+            // A create member with the container mode: a container.
+            MultiOp::Create(req("/c", 4)),
+            // A createContainer member with a persistent mode: a plain create.
+            MultiOp::CreateContainer(req("/d", 0)),
+            // A createTTL member with a TTL mode stays one.
+            ttl("/e", 5, 1_000),
+        ];
+        let e = h.prep(1, Request::Multi(ops));
+        let Txn::Multi(members) = &e.txn else {
+            panic!("not a multi: {e:?}")
+        };
+        let ops: Vec<OpCode> = members.iter().map(|m| m.op).collect();
+        assert_eq!(
+            ops,
+            [
+                OpCode::Create,
+                OpCode::Create,
+                OpCode::CreateContainer,
+                OpCode::Create,
+                OpCode::CreateTtl
+            ]
+        );
+        assert!(matches!(members[2].txn, Txn::CreateContainer { .. }));
+        assert!(matches!(members[4].txn, Txn::CreateTtl { ttl: 1_000, .. }));
+        // A createTTL member with a TTL mode and a bad TTL is still refused.
+        let bad = h.prep(1, Request::Multi(vec![ttl("/f", 5, 0)]));
+        let Txn::Multi(members) = &bad.txn else {
+            panic!("not a multi: {bad:?}")
+        };
+        assert!(matches!(
+            members[0].txn,
+            Txn::Error {
+                err: ErrorCode::BadArguments
+            }
+        ));
     }
 
     #[test]
