@@ -14,7 +14,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -188,7 +188,9 @@ pub async fn handle(
         remote,
         tx,
         stats: client.stats.clone(),
+        auth: Arc::new(RwLock::new(acl::connection_ids(remote.ip()))),
     };
+    let shared_auth = handle.auth.clone();
     let now = shared.now_ms();
 
     let session = if connect.session_id == 0 {
@@ -275,6 +277,7 @@ pub async fn handle(
         session,
         timeout_ms,
         auth: acl::connection_ids(remote.ip()),
+        shared_auth,
         providers: AuthProviders::new(shared.config.super_digest.clone()),
         pending: VecDeque::new(),
         remote,
@@ -319,6 +322,8 @@ struct Session {
     session: i64,
     timeout_ms: u32,
     auth: Vec<Id>,
+    /// The same ids, where event delivery reads them (`ConnHandle::auth`).
+    shared_auth: Arc<RwLock<Vec<Id>>>,
     providers: AuthProviders,
     pending: VecDeque<Pending>,
     remote: SocketAddr,
@@ -427,6 +432,10 @@ impl Session {
                 ) {
                     Ok(ids) => {
                         acl::add_auth_ids(&mut self.auth, ids);
+                        self.shared_auth
+                            .write()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .clone_from(&self.auth);
                         // ZooKeeper answers with the request's xid (clients such as
                         // zookeeper-client do not use -4).
                         ReplyPacket::new(xid, 0, ErrorCode::Ok, Response::Empty)

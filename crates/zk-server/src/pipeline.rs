@@ -169,10 +169,8 @@ pub fn run_standalone<L: TxnLog>(
                             }
                             .into());
                         }
-                        let outcome = tree.apply(entry);
+                        shared.apply_one(&mut tree, entry);
                         applied += 1;
-                        shared.stats.txns_applied.fetch_add(1, Ordering::Relaxed);
-                        shared.after_apply(&tree, entry, &outcome);
                     }
                     Item::Sync {
                         session,

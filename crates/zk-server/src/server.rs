@@ -32,7 +32,7 @@ use zk_storage::tree::{ApplyOutcome, DataTree};
 use crate::acl;
 use crate::config::Config;
 use crate::session::SessionTracker;
-use crate::watch::{SetWatches, WatchManager, WatchedEvent};
+use crate::watch::{SetWatches, TriggerAcls, WatchManager, WatchedEvent};
 
 /// A committed txn that does not follow the last applied one: a bug or corrupt storage;
 /// the node must stop.
@@ -74,6 +74,9 @@ pub struct ConnHandle {
     pub tx: mpsc::UnboundedSender<Outbound>,
     /// Its counters (`cons`).
     pub stats: Arc<ConnStats>,
+    /// The ids the connection is authenticated as (its ip, then what `addauth` added):
+    /// a watch event reaches it only if these may READ the znode the event is about.
+    pub auth: Arc<RwLock<Vec<Id>>>,
 }
 
 /// The node's role as `srvr` reports it.
@@ -783,23 +786,65 @@ impl Shared {
                     zxid: entry.header.zxid,
                 });
             }
-            let outcome = tree.apply(entry);
-            self.stats.txns_applied.fetch_add(1, Ordering::Relaxed);
-            self.after_apply(&tree, entry, &outcome);
+            self.apply_one(&mut tree, entry);
         }
         Ok(())
     }
 
+    /// Applies one txn to `tree` (the `db` write lock held), fires its watches and answers
+    /// its client. The ACLs of the nodes the txn deletes are read before it applies, so
+    /// their `NodeDeleted` events can be checked against them.
+    pub fn apply_one(&self, tree: &mut DataTree, entry: &TxnEntry) -> ApplyOutcome {
+        let acls = if self.watches().is_empty() {
+            TriggerAcls::default()
+        } else {
+            TriggerAcls::before_apply(tree, entry)
+        };
+        let outcome = tree.apply(entry);
+        self.stats.txns_applied.fetch_add(1, Ordering::Relaxed);
+        self.after_apply(tree, entry, &outcome, &acls);
+        outcome
+    }
+
     /// Fires the watches of one applied txn and answers its client; called with the `db`
-    /// write lock held.
-    pub fn after_apply(&self, tree: &DataTree, entry: &TxnEntry, outcome: &ApplyOutcome) {
+    /// write lock held. As ZooKeeper's `ServerCnxn.process(WatchedEvent, List<ACL>)`
+    /// (unless `skipACL`), an event goes only to a connection whose ids may READ the
+    /// znode it is about — the node itself for `NodeCreated`, `NodeDataChanged` and
+    /// `NodeDeleted`, the parent for `NodeChildrenChanged`; a one-shot watch is used up
+    /// even when its event is withheld. `acls` holds the ACLs of the nodes the txn
+    /// deleted ([`TriggerAcls::before_apply`]).
+    pub fn after_apply(
+        &self,
+        tree: &DataTree,
+        entry: &TxnEntry,
+        outcome: &ApplyOutcome,
+        acls: &TriggerAcls,
+    ) {
         let mut watches = lock(&self.watches);
         let conns = lock(&self.conns);
         for t in &outcome.triggers {
-            for (session, ev) in watches.trigger(&t.path, t.event, outcome.zxid) {
-                if let Some(h) = conns.get(&session) {
-                    let _ = h.tx.send(Outbound::Notify(notification(&ev)));
+            let fired = watches.trigger(&t.path, t.event, outcome.zxid);
+            if fired.is_empty() {
+                continue;
+            }
+            let node_acl = acls.for_event(tree, &t.path, t.event);
+            for (session, ev) in fired {
+                let Some(h) = conns.get(&session) else {
+                    continue;
+                };
+                if !self.config.skip_acl {
+                    let ids = h.auth.read().unwrap_or_else(|e| e.into_inner());
+                    if acl::check(node_acl, &ids, zk_proto::data::perms::READ).is_err() {
+                        tracing::trace!(
+                            session = format_args!("{session:#x}"),
+                            path = %ev.path,
+                            event = ?ev.event_type,
+                            "event not delivered: no READ permission on the node"
+                        );
+                        continue;
+                    }
                 }
+                let _ = h.tx.send(Outbound::Notify(notification(&ev)));
             }
         }
         let session = entry.header.client_id;
@@ -1198,3 +1243,6 @@ pub fn is_read(request: &Request) -> bool {
             | Request::SetWatches2(_)
     )
 }
+
+#[cfg(test)]
+mod tests;

@@ -22,8 +22,9 @@
 //!   `DataTree.createNode` / `deleteNode` / `setData` do.
 //!
 //! Delivering an event is the caller's business, and so is ZooKeeper's read check on
-//! delivery (`ServerCnxn.process` drops an event when the session lacks READ on the node:
-//! use [`crate::acl::check`]). The manager holds no bound per session: a session can
+//! delivery (`ServerCnxn.process` drops an event when the session lacks READ on the node;
+//! [`TriggerAcls`] gives the ACL to check with [`crate::acl::check`]). A one-shot watch is
+//! used up when it fires, whether or not its event is then delivered. The manager holds no bound per session: a session can
 //! register as many watches as it sends requests; limiting that (as packet size and
 //! request rate limit it in ZooKeeper) is up to the caller.
 //!
@@ -49,6 +50,10 @@ use std::fmt::Write as _;
 
 use zk_proto::data::{AddWatchMode, EventType, KeeperState, Stat, WatcherType};
 use zk_proto::zxid::Zxid;
+
+mod event_acl;
+
+pub use event_acl::TriggerAcls;
 
 /// A session id (the watcher identity).
 pub type SessionId = i64;
@@ -288,6 +293,11 @@ impl WatchManager {
     /// An empty manager.
     pub fn new() -> Self {
         WatchManager::default()
+    }
+
+    /// True when no session holds any watch.
+    pub fn is_empty(&self) -> bool {
+        self.data.by_path.is_empty() && self.child.by_path.is_empty()
     }
 
     /// A one-shot data watch (getData, exists — also on a missing node). As in ZooKeeper

@@ -1,0 +1,100 @@
+//! The ACL a watch event is checked against before it is delivered.
+//!
+//! ZooKeeper's `DataTree` passes an ACL with every `WatchManager.triggerWatch`, and
+//! `ServerCnxn.process(WatchedEvent, List<ACL>)` drops the event unless the connection may
+//! READ under it (`ZooKeeperServer.checkACL`): the new node's ACL for `NodeCreated`, the
+//! node's ACL for `NodeDataChanged`, the deleted node's ACL (read before it goes) for
+//! `NodeDeleted`, and the parent's ACL for `NodeChildrenChanged`. A deleted node is gone
+//! once the txn has applied, so [`TriggerAcls::before_apply`] notes the ACLs of the nodes
+//! a txn creates and deletes before it applies; [`TriggerAcls::for_event`] then gives the
+//! ACL of each event.
+
+use std::collections::HashMap;
+
+use zk_proto::data::{Acl, EventType};
+use zk_proto::txn::{Txn, TxnEntry};
+use zk_storage::tree::DataTree;
+
+/// The ACLs of the nodes one txn creates and deletes, noted before it applies.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TriggerAcls {
+    /// Nodes the txn creates → the ACL in the txn (the first create of a path).
+    created: HashMap<String, Vec<Acl>>,
+    /// Nodes the txn deletes → their ACL as the txn found them (the first delete).
+    deleted: HashMap<String, Vec<Acl>>,
+}
+
+impl TriggerAcls {
+    /// Notes the ACLs of the nodes `entry` creates (from the txn) and deletes (from
+    /// `tree`, which must not have applied `entry` yet; for a node created earlier in the
+    /// same multi, the ACL of that create). Cost: the txn's paths, plus the session's
+    /// ephemerals for a closeSession.
+    pub fn before_apply(tree: &DataTree, entry: &TxnEntry) -> Self {
+        let mut acls = TriggerAcls::default();
+        match &entry.txn {
+            Txn::Multi(members) => {
+                for m in members {
+                    acls.note(tree, &m.txn);
+                }
+            }
+            Txn::CloseSession { paths_to_delete } => {
+                // The tree deletes the session's ephemerals: those listed, or all of them.
+                let owned = tree.ephemerals(entry.header.client_id);
+                for path in paths_to_delete.iter().map(String::as_str).chain(owned) {
+                    acls.note_delete(tree, path);
+                }
+            }
+            txn => acls.note(tree, txn),
+        }
+        acls
+    }
+
+    fn note(&mut self, tree: &DataTree, txn: &Txn) {
+        match txn {
+            Txn::Create { path, acl, .. }
+            | Txn::CreateContainer { path, acl, .. }
+            | Txn::CreateTtl { path, acl, .. } => {
+                self.created
+                    .entry(path.clone())
+                    .or_insert_with(|| acl.clone());
+            }
+            Txn::Delete { path } => self.note_delete(tree, path),
+            _ => {}
+        }
+    }
+
+    fn note_delete(&mut self, tree: &DataTree, path: &str) {
+        if self.deleted.contains_key(path) {
+            return;
+        }
+        let acl = match self.created.get(path) {
+            Some(acl) => Some(acl.clone()),
+            None => tree.get(path).map(|n| n.acl().to_vec()),
+        };
+        if let Some(acl) = acl {
+            self.deleted.insert(path.to_string(), acl);
+        }
+    }
+
+    /// The ACL an event of type `event` on `path` is checked against, `tree` having
+    /// applied the txn: for `NodeCreated` the created node's ACL, for `NodeDeleted` the
+    /// deleted node's, for the others (`NodeDataChanged` on the node,
+    /// `NodeChildrenChanged` on the parent) the node's ACL now, or the ACL it had if the
+    /// txn deleted it afterwards (a multi). Empty (which lets every session read, as
+    /// ZooKeeper's `checkACL` does for an empty ACL) for a path none of these know.
+    pub fn for_event<'a>(&'a self, tree: &'a DataTree, path: &str, event: EventType) -> &'a [Acl] {
+        let noted = |map: &'a HashMap<String, Vec<Acl>>| map.get(path).map(Vec::as_slice);
+        let in_tree = || tree.get(path).map(|n| n.acl());
+        let found = match event {
+            EventType::NodeCreated => noted(&self.created).or_else(in_tree),
+            EventType::NodeDeleted => noted(&self.deleted).or_else(in_tree),
+            _ => in_tree()
+                .or_else(|| noted(&self.deleted))
+                .or_else(|| noted(&self.created)),
+        };
+        found.unwrap_or(&[])
+    }
+}
+
+#[cfg(test)]
+mod tests;
