@@ -1307,6 +1307,234 @@ async fn second_add_watch_mode_replaces_the_first() -> Result<()> {
     Ok(())
 }
 
+/// The (type, path) of every event `c` has received, once the server has answered a ping
+/// (so every event queued before it has arrived).
+async fn drained_events(c: &mut Raw) -> Result<Vec<(i32, String)>> {
+    c.ping().await?;
+    Ok(c.events
+        .drain(..)
+        .map(|(_, e)| (e.event_type, e.path))
+        .collect())
+}
+
+fn event(t: EventType, path: &str) -> (i32, String) {
+    (t.code(), path.to_owned())
+}
+
+/// `setACL path acl`: the reply's error code.
+async fn set_acl(c: &mut Raw, path: &str, acl: Vec<Acl>) -> Result<i32> {
+    let r = c
+        .call(Request::SetAcl(SetAclRequest {
+            path: path.into(),
+            acl,
+            version: -1,
+        }))
+        .await?;
+    Ok(r.header.err)
+}
+
+/// As ZooKeeper 3.8 with the fix for CVE-2024-23944 (`ServerCnxn.process(WatchedEvent,
+/// List<ACL>)`), an event reaches a session only if it may READ the node the event is
+/// about: a persistent watch sees nothing of a node it cannot read, whoever created it
+/// (the session's own create included), and a digest session that may read sees it all.
+#[tokio::test]
+async fn watch_events_need_read_on_the_node() -> Result<()> {
+    bounded(async move {
+        let server = ZkServer::start()?;
+        let addr = server.socket_addr();
+        let mut owner = Raw::connect(addr, 10_000).await?;
+        let mut reader = Raw::connect(addr, 10_000).await?;
+        let mut stranger = Raw::connect(addr, 10_000).await?;
+        assert_eq!(owner.auth("digest", b"alice:secret").await?, 0);
+        assert_eq!(reader.auth("digest", b"alice:secret").await?, 0);
+        let add = |path: &str, mode: i32| {
+            Request::AddWatch(AddWatchRequest {
+                path: path.into(),
+                mode,
+            })
+        };
+        for c in [&mut owner, &mut reader, &mut stranger] {
+            assert_eq!(c.call(add("/b", 0)).await?.header.err, 0);
+            assert_eq!(c.call(add("/z", 1)).await?.header.err, 0);
+        }
+
+        // world:anyone with no permission: nobody may read it, not even its creator.
+        let none = vec![Acl {
+            perms: 0,
+            id: Id::new("world", "anyone"),
+        }];
+        stranger
+            .create_acl("/z", Some(b""), none, PERSISTENT)
+            .await?
+            .map_err(anyhow::Error::msg)?;
+        for c in [&mut owner, &mut reader, &mut stranger] {
+            assert_eq!(drained_events(c).await?, []);
+        }
+
+        // alice only: alice's sessions see create, change, delete; the stranger nothing.
+        owner
+            .create_acl("/b", Some(b""), Acl::creator_all(), PERSISTENT)
+            .await?
+            .map_err(anyhow::Error::msg)?;
+        owner
+            .set_data("/b", Some(b"1"), -1)
+            .await?
+            .map_err(anyhow::Error::msg)?;
+        assert_eq!(owner.delete("/b", -1).await?, 0);
+        let seen = [
+            event(EventType::NodeCreated, "/b"),
+            event(EventType::NodeDataChanged, "/b"),
+            event(EventType::NodeDeleted, "/b"),
+        ];
+        assert_eq!(drained_events(&mut owner).await?, seen);
+        assert_eq!(drained_events(&mut reader).await?, seen);
+        assert_eq!(drained_events(&mut stranger).await?, []);
+
+        // The persistent watches stay: an open node is seen by all.
+        stranger
+            .create("/b", None, PERSISTENT)
+            .await?
+            .map_err(anyhow::Error::msg)?;
+        for c in [&mut owner, &mut reader, &mut stranger] {
+            assert_eq!(
+                drained_events(c).await?,
+                [event(EventType::NodeCreated, "/b")]
+            );
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// NodeChildrenChanged is about the parent: a session that may not read the parent gets
+/// none, however open the child is; its one-shot child watch is used up all the same.
+#[tokio::test]
+async fn children_changed_needs_read_on_the_parent() -> Result<()> {
+    bounded(async move {
+        let server = ZkServer::start()?;
+        let addr = server.socket_addr();
+        let mut owner = Raw::connect(addr, 10_000).await?;
+        let mut stranger = Raw::connect(addr, 10_000).await?;
+        assert_eq!(owner.auth("digest", b"alice:secret").await?, 0);
+        owner
+            .create("/p", None, PERSISTENT)
+            .await?
+            .map_err(anyhow::Error::msg)?;
+        let children = |path: &str| {
+            Request::GetChildren(GetChildrenRequest {
+                path: path.into(),
+                watch: true,
+            })
+        };
+        // Both watch /p while it is open; then it becomes alice's.
+        for c in [&mut owner, &mut stranger] {
+            assert_eq!(c.call(children("/p")).await?.header.err, 0);
+        }
+        assert_eq!(set_acl(&mut owner, "/p", Acl::creator_all()).await?, 0);
+        owner
+            .create("/p/c", None, PERSISTENT)
+            .await?
+            .map_err(anyhow::Error::msg)?;
+        assert_eq!(
+            drained_events(&mut owner).await?,
+            [event(EventType::NodeChildrenChanged, "/p")]
+        );
+        assert_eq!(drained_events(&mut stranger).await?, []);
+
+        // Open again: the stranger's watch fired (unseen) and is gone.
+        assert_eq!(set_acl(&mut owner, "/p", Acl::open_unsafe()).await?, 0);
+        owner
+            .create("/p/d", None, PERSISTENT)
+            .await?
+            .map_err(anyhow::Error::msg)?;
+        assert_eq!(drained_events(&mut stranger).await?, []);
+        // A new watch sees the next change.
+        assert_eq!(stranger.call(children("/p")).await?.header.err, 0);
+        assert_eq!(owner.delete("/p/d", -1).await?, 0);
+        assert_eq!(
+            drained_events(&mut stranger).await?,
+            [event(EventType::NodeChildrenChanged, "/p")]
+        );
+        Ok(())
+    })
+    .await
+}
+
+/// An exists watch on a missing node fires when the node is created; if the session may
+/// not read the new node it gets no event, and the watch is used up (ZooKeeper removes
+/// one-shot watches in `WatchManager.triggerWatch`, before the ACL check on delivery).
+#[tokio::test]
+async fn exists_watch_on_an_unreadable_node_is_used_up() -> Result<()> {
+    bounded(async move {
+        let server = ZkServer::start()?;
+        let addr = server.socket_addr();
+        let mut owner = Raw::connect(addr, 10_000).await?;
+        let mut reader = Raw::connect(addr, 10_000).await?;
+        let mut stranger = Raw::connect(addr, 10_000).await?;
+        assert_eq!(owner.auth("digest", b"alice:secret").await?, 0);
+        assert_eq!(reader.auth("digest", b"alice:secret").await?, 0);
+        for c in [&mut reader, &mut stranger] {
+            assert_eq!(c.exists("/x", true).await?.map(|_| ()), Err(NO_NODE));
+        }
+        owner
+            .create_acl("/x", Some(b""), Acl::creator_all(), PERSISTENT)
+            .await?
+            .map_err(anyhow::Error::msg)?;
+        assert_eq!(
+            drained_events(&mut reader).await?,
+            [event(EventType::NodeCreated, "/x")]
+        );
+        assert_eq!(drained_events(&mut stranger).await?, []);
+        // Readable now, but the stranger's exists watch has gone.
+        assert_eq!(set_acl(&mut owner, "/x", Acl::open_unsafe()).await?, 0);
+        owner
+            .set_data("/x", Some(b"1"), -1)
+            .await?
+            .map_err(anyhow::Error::msg)?;
+        assert_eq!(drained_events(&mut stranger).await?, []);
+        assert!(stranger.exists("/x", true).await?.is_ok());
+        owner
+            .set_data("/x", Some(b"2"), -1)
+            .await?
+            .map_err(anyhow::Error::msg)?;
+        assert_eq!(
+            drained_events(&mut stranger).await?,
+            [event(EventType::NodeDataChanged, "/x")]
+        );
+        Ok(())
+    })
+    .await
+}
+
+/// The deletes of a closing session's ephemerals are checked against the ACL the nodes
+/// had.
+#[tokio::test]
+async fn ephemeral_deleted_at_close_needs_read() -> Result<()> {
+    bounded(async move {
+        let server = ZkServer::start()?;
+        let addr = server.socket_addr();
+        let mut owner = Raw::connect(addr, 10_000).await?;
+        let mut reader = Raw::connect(addr, 10_000).await?;
+        let mut stranger = Raw::connect(addr, 10_000).await?;
+        assert_eq!(owner.auth("digest", b"alice:secret").await?, 0);
+        assert_eq!(reader.auth("digest", b"alice:secret").await?, 0);
+        owner
+            .create_acl("/e", Some(b""), Acl::creator_all(), EPHEMERAL)
+            .await?
+            .map_err(anyhow::Error::msg)?;
+        assert!(reader.exists("/e", true).await?.is_ok());
+        assert!(stranger.exists("/e", true).await?.is_ok());
+        assert_eq!(owner.close().await?, 0);
+        assert_eq!(
+            drained_events(&mut reader).await?,
+            [event(EventType::NodeDeleted, "/e")]
+        );
+        assert_eq!(drained_events(&mut stranger).await?, []);
+        Ok(())
+    })
+    .await
+}
+
 // -- sessions --------------------------------------------------------------------------
 
 #[tokio::test]

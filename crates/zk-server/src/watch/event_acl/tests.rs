@@ -240,3 +240,52 @@ fn unknown_path_gives_an_empty_acl() {
         digest_acl("p", perms::ALL).as_slice()
     );
 }
+
+#[test]
+fn container_and_ttl_creates_check_the_acl_in_the_txn() {
+    let mut tree = tree();
+    let container = entry(
+        4,
+        OpCode::CreateContainer,
+        Txn::CreateContainer {
+            path: "/p/k".into(),
+            data: None,
+            acl: digest_acl("k", perms::READ),
+            parent_cversion: -1,
+        },
+    );
+    let ttl = entry(
+        5,
+        OpCode::CreateTtl,
+        Txn::CreateTtl {
+            path: "/p/t".into(),
+            data: None,
+            acl: digest_acl("t", perms::READ),
+            parent_cversion: -1,
+            ttl: 60_000,
+        },
+    );
+    let p = digest_acl("p", perms::ALL);
+    assert_eq!(
+        acls_of_triggers(&mut tree, &container),
+        [
+            (
+                "/p/k".into(),
+                EventType::NodeCreated,
+                digest_acl("k", perms::READ)
+            ),
+            ("/p".into(), EventType::NodeChildrenChanged, p.clone()),
+        ]
+    );
+    assert_eq!(
+        acls_of_triggers(&mut tree, &ttl),
+        [
+            (
+                "/p/t".into(),
+                EventType::NodeCreated,
+                digest_acl("t", perms::READ)
+            ),
+            ("/p".into(), EventType::NodeChildrenChanged, p),
+        ]
+    );
+}
