@@ -822,12 +822,12 @@ impl Shared {
     ) {
         let mut watches = lock(&self.watches);
         let conns = lock(&self.conns);
-        for t in &outcome.triggers {
+        for (i, t) in outcome.triggers.iter().enumerate() {
             let fired = watches.trigger(&t.path, t.event, outcome.zxid);
             if fired.is_empty() {
                 continue;
             }
-            let node_acl = acls.for_event(tree, &t.path, t.event);
+            let node_acl = acls.for_trigger(tree, i, &t.path, t.event);
             for (session, ev) in fired {
                 let Some(h) = conns.get(&session) else {
                     continue;

@@ -1506,6 +1506,60 @@ async fn exists_watch_on_an_unreadable_node_is_used_up() -> Result<()> {
     .await
 }
 
+/// In a multi each event is checked against the ACL its node has at that member, as
+/// ZooKeeper fires a member's watches when the member applies.
+#[tokio::test]
+async fn multi_events_are_checked_member_by_member() -> Result<()> {
+    bounded(async move {
+        let server = ZkServer::start()?;
+        let addr = server.socket_addr();
+        let mut owner = Raw::connect(addr, 10_000).await?;
+        let mut stranger = Raw::connect(addr, 10_000).await?;
+        assert_eq!(owner.auth("digest", b"alice:secret").await?, 0);
+        owner
+            .create("/m", None, PERSISTENT)
+            .await?
+            .map_err(anyhow::Error::msg)?;
+        let add = Request::AddWatch(AddWatchRequest {
+            path: "/m".into(),
+            mode: 0,
+        });
+        assert_eq!(owner.call(add.clone()).await?.header.err, 0);
+        assert_eq!(stranger.call(add).await?.header.err, 0);
+        // Changed and deleted while open, created again as alice's.
+        let r = owner
+            .call(Request::Multi(vec![
+                MultiOp::SetData(SetDataRequest {
+                    path: "/m".into(),
+                    data: Some(Bytes::from_static(b"1")),
+                    version: -1,
+                }),
+                MultiOp::Delete(DeleteRequest {
+                    path: "/m".into(),
+                    version: -1,
+                }),
+                MultiOp::Create(CreateRequest {
+                    path: "/m".into(),
+                    data: None,
+                    acl: Acl::creator_all(),
+                    flags: PERSISTENT,
+                }),
+            ]))
+            .await?;
+        assert_eq!(r.header.err, 0, "{r:?}");
+        let open = [
+            event(EventType::NodeDataChanged, "/m"),
+            event(EventType::NodeDeleted, "/m"),
+        ];
+        assert_eq!(drained_events(&mut stranger).await?, open);
+        let mut all = open.to_vec();
+        all.push(event(EventType::NodeCreated, "/m"));
+        assert_eq!(drained_events(&mut owner).await?, all);
+        Ok(())
+    })
+    .await
+}
+
 /// The deletes of a closing session's ephemerals are checked against the ACL the nodes
 /// had.
 #[tokio::test]

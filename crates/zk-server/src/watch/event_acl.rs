@@ -12,12 +12,18 @@
 use std::collections::HashMap;
 
 use zk_proto::data::{Acl, EventType};
-use zk_proto::txn::{Txn, TxnEntry};
+use zk_proto::txn::{MultiMember, Txn, TxnEntry};
+
+use super::parent;
 use zk_storage::tree::DataTree;
 
 /// The ACLs of the nodes one txn creates and deletes, noted before it applies.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct TriggerAcls {
+    /// For a multi: the events its members raise, in order, each with the ACL it has at
+    /// that point of the multi (a setACL member changes the ACL for the members after
+    /// it, as in ZooKeeper, which fires each member's watches as it applies).
+    ordered: Vec<(String, EventType, Vec<Acl>)>,
     /// Nodes the txn creates → the ACL in the txn (the first create of a path).
     created: HashMap<String, Vec<Acl>>,
     /// Nodes the txn deletes → their ACL as the txn found them (the first delete).
@@ -36,6 +42,7 @@ impl TriggerAcls {
                 for m in members {
                     acls.note(tree, &m.txn);
                 }
+                acls.ordered = multi_events(tree, members);
             }
             Txn::CloseSession { paths_to_delete } => {
                 // The tree deletes the session's ephemerals: those listed, or all of them.
@@ -76,13 +83,26 @@ impl TriggerAcls {
         }
     }
 
-    /// The ACL an event of type `event` on `path` is checked against, `tree` having
-    /// applied the txn: for `NodeCreated` the created node's ACL, for `NodeDeleted` the
-    /// deleted node's, for the others (`NodeDataChanged` on the node,
+    /// The ACL the `index`-th trigger of the txn (an event of type `event` on `path`) is
+    /// checked against, `tree` having applied the txn. In a multi, the ACL the node had
+    /// when its member applied. Otherwise: for `NodeCreated` the created node's ACL, for
+    /// `NodeDeleted` the deleted node's, for the others (`NodeDataChanged` on the node,
     /// `NodeChildrenChanged` on the parent) the node's ACL now, or the ACL it had if the
-    /// txn deleted it afterwards (a multi). Empty (which lets every session read, as
-    /// ZooKeeper's `checkACL` does for an empty ACL) for a path none of these know.
-    pub fn for_event<'a>(&'a self, tree: &'a DataTree, path: &str, event: EventType) -> &'a [Acl] {
+    /// txn deleted it. Empty (which lets every session read, as ZooKeeper's `checkACL`
+    /// does for an empty ACL) for a path none of these know.
+    pub fn for_trigger<'a>(
+        &'a self,
+        tree: &'a DataTree,
+        index: usize,
+        path: &str,
+        event: EventType,
+    ) -> &'a [Acl] {
+        if let Some((p, e, acl)) = self.ordered.get(index)
+            && p == path
+            && *e == event
+        {
+            return acl;
+        }
         let noted = |map: &'a HashMap<String, Vec<Acl>>| map.get(path).map(Vec::as_slice);
         let in_tree = || tree.get(path).map(|n| n.acl());
         let found = match event {
@@ -94,6 +114,53 @@ impl TriggerAcls {
         };
         found.unwrap_or(&[])
     }
+}
+
+/// The events the members of a multi raise, in `DataTree`'s order, each with the ACL of
+/// its node at that point of the multi.
+fn multi_events(tree: &DataTree, members: &[MultiMember]) -> Vec<(String, EventType, Vec<Acl>)> {
+    // path → its ACL after the members so far (None: deleted); the tree for the others.
+    let mut overlay: HashMap<&str, Option<&[Acl]>> = HashMap::new();
+    let mut events = Vec::new();
+    let acl_now = |overlay: &HashMap<&str, Option<&[Acl]>>, path: &str| -> Vec<Acl> {
+        let acl = match overlay.get(path) {
+            Some(acl) => *acl,
+            None => tree.get(path).map(|n| n.acl()),
+        };
+        acl.map(<[Acl]>::to_vec).unwrap_or_default()
+    };
+    for m in members {
+        match &m.txn {
+            Txn::Create { path, acl, .. }
+            | Txn::CreateContainer { path, acl, .. }
+            | Txn::CreateTtl { path, acl, .. } => {
+                events.push((path.clone(), EventType::NodeCreated, acl.clone()));
+                overlay.insert(path, Some(acl));
+                if let Some(p) = parent(path) {
+                    let acl = acl_now(&overlay, p);
+                    events.push((p.to_string(), EventType::NodeChildrenChanged, acl));
+                }
+            }
+            Txn::Delete { path } => {
+                let acl = acl_now(&overlay, path);
+                events.push((path.clone(), EventType::NodeDeleted, acl));
+                overlay.insert(path, None);
+                if let Some(p) = parent(path) {
+                    let acl = acl_now(&overlay, p);
+                    events.push((p.to_string(), EventType::NodeChildrenChanged, acl));
+                }
+            }
+            Txn::SetData { path, .. } => {
+                let acl = acl_now(&overlay, path);
+                events.push((path.clone(), EventType::NodeDataChanged, acl));
+            }
+            Txn::SetAcl { path, acl, .. } => {
+                overlay.insert(path, Some(acl));
+            }
+            _ => {}
+        }
+    }
+    events
 }
 
 #[cfg(test)]

@@ -77,8 +77,9 @@ fn acls_of_triggers(tree: &mut DataTree, e: &TxnEntry) -> Vec<(String, EventType
     outcome
         .triggers
         .iter()
-        .map(|t| {
-            let acl = acls.for_event(tree, &t.path, t.event).to_vec();
+        .enumerate()
+        .map(|(i, t)| {
+            let acl = acls.for_trigger(tree, i, &t.path, t.event).to_vec();
             (t.path.clone(), t.event, acl)
         })
         .collect()
@@ -232,11 +233,11 @@ fn unknown_path_gives_an_empty_acl() {
     let tree = tree();
     let acls = TriggerAcls::default();
     assert!(
-        acls.for_event(&tree, "/nowhere", EventType::NodeDeleted)
+        acls.for_trigger(&tree, 0, "/nowhere", EventType::NodeDeleted)
             .is_empty()
     );
     assert_eq!(
-        acls.for_event(&tree, "/p", EventType::NodeDataChanged),
+        acls.for_trigger(&tree, 0, "/p", EventType::NodeDataChanged),
         digest_acl("p", perms::ALL).as_slice()
     );
 }
@@ -286,6 +287,55 @@ fn container_and_ttl_creates_check_the_acl_in_the_txn() {
                 digest_acl("t", perms::READ)
             ),
             ("/p".into(), EventType::NodeChildrenChanged, p),
+        ]
+    );
+}
+
+#[test]
+fn multi_events_see_the_acl_of_their_member_time() {
+    let mut tree = tree();
+    let member = |op, txn| MultiMember { op, txn };
+    let set_data = |path: &str| Txn::SetData {
+        path: path.into(),
+        data: Some(b"1".to_vec()),
+        version: -1,
+    };
+    let c = digest_acl("c", perms::READ);
+    let x = digest_acl("x", perms::READ);
+    let y = digest_acl("y", perms::READ);
+    let p = digest_acl("p", perms::ALL);
+    // /p/c changes, goes and comes back with another ACL; /p/t comes, goes and comes
+    // back with another ACL: each event has the ACL of its moment.
+    let e = entry(
+        4,
+        OpCode::Multi,
+        Txn::Multi(vec![
+            member(OpCode::SetData, set_data("/p/c")),
+            member(OpCode::Delete, delete("/p/c")),
+            member(OpCode::Create, create("/p/c", x.clone(), false)),
+            member(OpCode::SetData, set_data("/p/c")),
+            member(OpCode::Create, create("/p/t", x.clone(), false)),
+            member(OpCode::Delete, delete("/p/t")),
+            member(OpCode::Create, create("/p/t", y.clone(), false)),
+        ]),
+    );
+    let got = acls_of_triggers(&mut tree, &e);
+    let changed = EventType::NodeChildrenChanged;
+    assert_eq!(
+        got,
+        [
+            ("/p/c".into(), EventType::NodeDataChanged, c.clone()),
+            ("/p/c".into(), EventType::NodeDeleted, c),
+            ("/p".into(), changed, p.clone()),
+            ("/p/c".into(), EventType::NodeCreated, x.clone()),
+            ("/p".into(), changed, p.clone()),
+            ("/p/c".into(), EventType::NodeDataChanged, x.clone()),
+            ("/p/t".into(), EventType::NodeCreated, x.clone()),
+            ("/p".into(), changed, p.clone()),
+            ("/p/t".into(), EventType::NodeDeleted, x),
+            ("/p".into(), changed, p.clone()),
+            ("/p/t".into(), EventType::NodeCreated, y),
+            ("/p".into(), changed, p),
         ]
     );
 }
