@@ -175,12 +175,27 @@ impl Node {
             Mode::Quorum { my_id } => {
                 drop(submitter);
                 let election = crate::quorum::start_election(&config, my_id).await?;
+                // The newest snapshot's size: a leader weighs it against a DIFF from its
+                // log when a learner is behind the txns it keeps in memory.
+                // (The database was just loaded from it: its size is enough, no re-read.)
+                let snapshot_bytes = snapshotter
+                    .store()
+                    .list()
+                    .ok()
+                    .and_then(|files| {
+                        let newest = files.into_iter().next()?;
+                        std::fs::metadata(newest.path).ok()
+                    })
+                    .map_or(0, |m| m.len());
+                let purge_points = snapshotter.purge_points();
                 let machine = ServerMachine::new(shared.clone(), snapshotter);
                 let peer = QuorumPeer {
                     shared: shared.clone(),
-                    storage: NodeStorage::new(log, epochs, machine, log_base),
+                    storage: NodeStorage::new(log, epochs, machine, log_base)
+                        .with_snapshot_bytes(snapshot_bytes),
                     writes: rx,
                     my_id,
+                    purge_points,
                 };
                 let (stop, stop_rx) = tokio::sync::watch::channel(false);
                 tracing::info!(

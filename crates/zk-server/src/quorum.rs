@@ -43,7 +43,7 @@ use crate::node::NodeError;
 use crate::pipeline::{self, WriteOp, now_ms};
 use crate::prep::{Prep, PrepInput, PrepOptions};
 use crate::server::{Revalidation, Role, Shared, Validity};
-use crate::snapshots::Snapshotter;
+use crate::snapshots::{PurgePoint, Snapshotter};
 
 /// Most client writes queued towards the leader's proposer.
 const PROPOSAL_QUEUE: usize = 4096;
@@ -244,6 +244,42 @@ pub struct QuorumPeer {
     pub writes: mpsc::Receiver<WriteOp>,
     /// This server's id.
     pub my_id: u64,
+    /// Where the log may be purged to after each snapshot
+    /// ([`Snapshotter::purge_points`]); the Zab driver owns the log, so the role being
+    /// played asks it.
+    pub purge_points: watch::Receiver<Option<PurgePoint>>,
+}
+
+/// Asks the driver to purge its log each time a snapshot makes older records unneeded
+/// (`autopurge.snapRetainCount`), starting with the latest point already known. Never
+/// ends: the role's other tasks decide when the role is over.
+async fn purge_log_after_snapshots<F, Fut>(
+    mut points: watch::Receiver<Option<PurgePoint>>,
+    purge: F,
+) -> std::convert::Infallible
+where
+    F: Fn(PurgePoint) -> Fut,
+    Fut: std::future::Future<Output = Result<Zxid, ZabError>>,
+{
+    loop {
+        let point = *points.borrow_and_update();
+        if let Some(point) = point {
+            match purge(point).await {
+                Ok(start) => tracing::debug!(
+                    up_to = format_args!("{:#x}", point.up_to),
+                    log_starts_after = format_args!("{start:#x}"),
+                    "txn log purged after a snapshot"
+                ),
+                Err(e) => {
+                    tracing::debug!(error = %e, "txn log not purged: the role is ending");
+                    return std::future::pending().await;
+                }
+            }
+        }
+        if points.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
 }
 
 fn zab_config(config: &Config) -> zk_quorum::Config {
@@ -419,6 +455,13 @@ impl QuorumPeer {
             status_tx,
             stop,
         );
+        let purger = {
+            let client = client.clone();
+            purge_log_after_snapshots(self.purge_points.clone(), move |p| {
+                let client = client.clone();
+                async move { client.purge_log(p.up_to, p.snapshot_bytes).await }
+            })
+        };
         let processor = leader_processor(
             self.shared.clone(),
             client,
@@ -429,6 +472,7 @@ impl QuorumPeer {
         tokio::pin!(driver);
         tokio::select! {
             r = &mut driver => r.map_err(|e| NodeError::Unsupported(e.to_string())),
+            never = purger => match never {},
             () = processor => {
                 // The processor only ends when the driver is gone or the proposals are
                 // refused; the driver says why.
@@ -520,6 +564,13 @@ impl QuorumPeer {
             status_tx,
             stop,
         );
+        let purger = {
+            let lclient = lclient.clone();
+            purge_log_after_snapshots(self.purge_points.clone(), move |p| {
+                let lclient = lclient.clone();
+                async move { lclient.purge_log(p.up_to).await }
+            })
+        };
         let forwarder = learner_forwarder(
             self.shared.clone(),
             observer,
@@ -532,6 +583,7 @@ impl QuorumPeer {
         tokio::pin!(driver);
         let r = tokio::select! {
             r = &mut driver => r,
+            never = purger => match never {},
             () = forwarder => driver.await,
         };
         let served = served.borrow().serving || served.borrow().epoch != 0;

@@ -9,6 +9,7 @@
 
 use std::thread::JoinHandle;
 
+use tokio::sync::watch;
 use zk_proto::zxid::Zxid;
 use zk_storage::log::TxnLog;
 use zk_storage::snapshot::{SnapshotError, SnapshotInfo, SnapshotStore};
@@ -25,6 +26,20 @@ pub struct Snapshotter {
     since: u64,
     job: Option<(Zxid, JoinHandle<Result<SnapshotInfo, SnapshotError>>)>,
     rng: u64,
+    /// Where the log may be purged to, for the owner of the log in ensemble mode.
+    purge_point: watch::Sender<Option<PurgePoint>>,
+}
+
+/// How far the txn log may be purged after a snapshot: every record at or below `up_to`
+/// is covered by the oldest retained snapshot. In ensemble mode the Zab driver owns the
+/// log, so the snapshot scheduler publishes this and the peer loop asks the driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PurgePoint {
+    /// The oldest retained snapshot's zxid.
+    pub up_to: Zxid,
+    /// The size of the newest snapshot file, which a leader weighs against a DIFF from
+    /// its log.
+    pub snapshot_bytes: u64,
 }
 
 impl Snapshotter {
@@ -38,6 +53,7 @@ impl Snapshotter {
             since: 0,
             job: None,
             rng: seed | 1,
+            purge_point: watch::channel(None).0,
         };
         s.next_after = s.draw();
         s
@@ -50,6 +66,12 @@ impl Snapshotter {
         self.rng ^= self.rng << 17;
         let half = self.snap_count / 2;
         half + 1 + self.rng % (self.snap_count - half)
+    }
+
+    /// Follows the points the log may be purged to (a new one after each snapshot), for
+    /// a caller that owns the log elsewhere; `None` until the first snapshot is written.
+    pub fn purge_points(&self) -> watch::Receiver<Option<PurgePoint>> {
+        self.purge_point.subscribe()
     }
 
     /// The snapshot files.
@@ -107,7 +129,12 @@ impl Snapshotter {
                     bytes = info.file_bytes,
                     "snapshot written"
                 );
-                self.purge(log);
+                if let Some(up_to) = self.purge(log) {
+                    self.purge_point.send_replace(Some(PurgePoint {
+                        up_to,
+                        snapshot_bytes: info.file_bytes,
+                    }));
+                }
             }
             Ok(Err(e)) => {
                 tracing::warn!(zxid = format_args!("{zxid:#x}"), error = %e, "snapshot failed")
@@ -117,8 +144,9 @@ impl Snapshotter {
     }
 
     /// Keeps the newest `retain` snapshots and, when `log` is given, the log records they
-    /// need.
-    pub fn purge(&mut self, log: Option<&mut dyn TxnLog>) {
+    /// need. Returns the oldest retained snapshot's zxid: log records at or below it are
+    /// no longer needed.
+    pub fn purge(&mut self, log: Option<&mut dyn TxnLog>) -> Option<Zxid> {
         match self.store.purge(self.retain) {
             Ok(p) => {
                 let removed_records = match (p.oldest_retained(), log) {
@@ -135,8 +163,12 @@ impl Snapshotter {
                         "purged"
                     );
                 }
+                p.oldest_retained()
             }
-            Err(e) => tracing::warn!(error = %e, "could not purge snapshots"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not purge snapshots");
+                None
+            }
         }
     }
 

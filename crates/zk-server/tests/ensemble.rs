@@ -630,6 +630,47 @@ async fn stopped_node_catches_up_after_a_restart() -> Result<()> {
     r.map_err(|e| e.context(ens.logs()))
 }
 
+/// `autopurge.snapRetainCount` in ensemble mode: after each snapshot the Zab driver drops
+/// the log records the oldest retained snapshot covers, on every node; a follower that
+/// was down while the leader's log moved past it comes back by SNAP with the same tree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_txn_log_is_purged_after_snapshots_and_a_node_behind_it_catches_up() -> Result<()> {
+    let mut ens = Ensemble::start_configured(3, 0, "snapCount=40\nautopurge.snapRetainCount=3\n")?;
+    let r = bounded(async {
+        let leader = ens.wait_for_leader(BACKGROUND)?;
+        let (f1, f2) = followers(&ens, leader);
+        let c = client(&ens.connect_string(&[leader, f2]), Duration::from_secs(8)).await?;
+        c.create("/catchup", b"", &persistent()).await?;
+        // About 370 txns: several snapshots (every 21 to 40 txns) on every node.
+        write_batch(&c, "a", 200).await?;
+        converged(&ens, "/catchup", "after the first writes").await?;
+        let purged = "log purged up to a snapshot";
+        eventually(BACKGROUND, "every node purged its log", || {
+            let ok = ens
+                .ids()
+                .iter()
+                .all(|&id| ens.log_of_start(id, 1).contains(purged));
+            async move { Ok(ok) }
+        })
+        .await?;
+        // A follower stopped; the leader's log moves far past it and is purged meanwhile.
+        ens.stop(f1, Duration::from_secs(10))?;
+        write_batch(&c, "b", 300).await?;
+        ens.restart(f1)?;
+        ens.wait_following(f1, BACKGROUND)?;
+        converged(&ens, "/catchup", "after the follower came back").await?;
+        let log = ens.log_of_start(f1, 2);
+        let synced = log
+            .lines()
+            .find(|l| l.contains("synchronised by the leader"))
+            .context("the restarted follower did not log how it was synchronised")?;
+        ensure!(synced.contains("SNAP"), "expected a SNAP: {synced}");
+        Ok(())
+    })
+    .await;
+    r.map_err(|e| e.context(ens.logs()))
+}
+
 // -- watches across servers --------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -78,6 +78,8 @@ pub struct Srvr {
 pub struct Ensemble {
     dir: Option<tempfile::TempDir>,
     nodes: Vec<NodeProc>,
+    /// Lines added to every node's zoo.cfg.
+    extra_cfg: String,
 }
 
 /// Ports are picked below the kernel's ephemeral range (read from
@@ -132,6 +134,12 @@ impl Ensemble {
 
     /// Like [`Ensemble::start`], the last `observers` of the `n` nodes being observers.
     pub fn start_with_observers(n: u32, observers: u32) -> Result<Ensemble> {
+        Self::start_configured(n, observers, "")
+    }
+
+    /// Like [`Ensemble::start_with_observers`], with `extra_cfg` (zoo.cfg lines) added to
+    /// every node's config.
+    pub fn start_configured(n: u32, observers: u32, extra_cfg: &str) -> Result<Ensemble> {
         ensure!((1..=9).contains(&n), "1 to 9 nodes");
         ensure!(observers < n, "at least one participant");
         let dir = tempfile::Builder::new()
@@ -159,6 +167,7 @@ impl Ensemble {
         let mut ens = Ensemble {
             dir: Some(dir),
             nodes,
+            extra_cfg: extra_cfg.to_owned(),
         };
         for id in 1..=n {
             ens.write_config(id)?;
@@ -229,6 +238,7 @@ impl Ensemble {
         if node.observer {
             cfg.push_str("peerType=observer\n");
         }
+        cfg.push_str(&self.extra_cfg);
         for peer in &self.nodes {
             cfg.push_str(&format!(
                 "server.{}={}:{}:{}{}\n",
