@@ -6,16 +6,17 @@
 //! node's ACL for `NodeDataChanged`, the deleted node's ACL (read before it goes) for
 //! `NodeDeleted`, and the parent's ACL for `NodeChildrenChanged`. A deleted node is gone
 //! once the txn has applied, so [`TriggerAcls::before_apply`] notes the ACLs of the nodes
-//! a txn creates and deletes before it applies; [`TriggerAcls::for_event`] then gives the
-//! ACL of each event.
+//! a txn creates and deletes before it applies — for a multi, the ACL of each member's
+//! events at that member, as ZooKeeper fires a member's watches when the member applies —
+//! and [`TriggerAcls::for_trigger`] then gives the ACL of each event.
 
 use std::collections::HashMap;
 
 use zk_proto::data::{Acl, EventType};
 use zk_proto::txn::{MultiMember, Txn, TxnEntry};
+use zk_storage::tree::DataTree;
 
 use super::parent;
-use zk_storage::tree::DataTree;
 
 /// The ACLs of the nodes one txn creates and deletes, noted before it applies.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
