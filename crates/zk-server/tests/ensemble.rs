@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use bytes::Bytes;
 use common::raw::{self, Raw};
-use ensemble_support::{Ensemble, client, client_of, eventually, subtree};
+use ensemble_support::{Ensemble, client, client_of, eventually, subtree, writer};
 use zk_proto::jute::{Request, SetDataRequest, SyncRequest};
 use zookeeper_client as zk;
 
@@ -399,50 +399,6 @@ async fn session_on_a_killed_leader_is_resumed_on_a_follower_with_its_ephemerals
 
 // -- the leader killed under a write load ------------------------------------------------
 
-/// One acknowledged write: path, value, when it was sent, when it was acknowledged.
-type Acked = (String, Vec<u8>, Instant, Instant);
-
-/// What one writer saw.
-struct WriterLog {
-    acked: Vec<Acked>,
-    failed: usize,
-}
-
-/// Creates `/load/w{writer}-{n}` one after another until `stop` turns true; each create
-/// is bounded, and a failed or unanswered one is just not acknowledged.
-async fn writer(
-    c: zk::Client,
-    writer: usize,
-    stop: tokio::sync::watch::Receiver<bool>,
-) -> Result<WriterLog> {
-    let mut log = WriterLog {
-        acked: Vec::new(),
-        failed: 0,
-    };
-    for n in 0..1_000_000u32 {
-        if *stop.borrow() {
-            break;
-        }
-        let path = format!("/load/w{writer}-{n:06}");
-        let value = format!("value {writer}/{n}").into_bytes();
-        let sent = Instant::now();
-        match tokio::time::timeout(
-            Duration::from_secs(5),
-            c.create(&path, &value, &persistent()),
-        )
-        .await
-        {
-            Ok(Ok(_)) => log.acked.push((path, value, sent, Instant::now())),
-            Ok(Err(zk::Error::SessionExpired)) => bail!("writer {writer}: session expired"),
-            Ok(Err(_)) | Err(_) => {
-                log.failed += 1;
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    }
-    Ok(log)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_killed_under_a_write_load_loses_no_acknowledged_write() -> Result<()> {
     let (mut ens, old_leader) = Ensemble::start_three()?;
@@ -454,7 +410,7 @@ async fn leader_killed_under_a_write_load_loses_no_acknowledged_write() -> Resul
         let mut tasks = Vec::new();
         for w in 0..3 {
             let c = client(&ens.connect_string_all(), Duration::from_secs(8)).await?;
-            tasks.push(tokio::spawn(writer(c, w, stop_rx.clone())));
+            tasks.push(tokio::spawn(writer(c, "/load", w, stop_rx.clone(), None)));
         }
         tokio::time::sleep(Duration::from_millis(1000)).await;
         let killed_at = Instant::now();

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use ensemble_support::{Ensemble, client, client_of, eventually, subtree};
+use ensemble_support::{Ensemble, Progress, client, client_of, eventually, subtree, writer};
 use zookeeper_client as zk;
 
 /// Upper bound of the test.
@@ -26,49 +26,6 @@ const WRITERS: usize = 3;
 
 fn persistent() -> zk::CreateOptions<'static> {
     zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all())
-}
-
-/// One acknowledged create: path, value, when it was sent, when it was acknowledged.
-type Acked = (String, Vec<u8>, Instant, Instant);
-
-/// Acknowledged writes so far, and the latest send time among them.
-type Progress = (usize, Option<Instant>);
-
-/// Creates `/fo/w{writer}-{n}` one after another until `stop` turns true, publishing
-/// each acknowledgement on `progress`; a failed or unanswered create is just not
-/// acknowledged.
-async fn writer(
-    c: zk::Client,
-    writer: usize,
-    stop: tokio::sync::watch::Receiver<bool>,
-    progress: tokio::sync::watch::Sender<Progress>,
-) -> Result<Vec<Acked>> {
-    let mut acked = Vec::new();
-    for n in 0..1_000_000u32 {
-        if *stop.borrow() {
-            break;
-        }
-        let path = format!("/fo/w{writer}-{n:06}");
-        let value = format!("value {writer}/{n}").into_bytes();
-        let sent = Instant::now();
-        match tokio::time::timeout(
-            Duration::from_secs(5),
-            c.create(&path, &value, &persistent()),
-        )
-        .await
-        {
-            Ok(Ok(_)) => {
-                acked.push((path, value, sent, Instant::now()));
-                progress.send_modify(|(n, latest)| {
-                    *n += 1;
-                    *latest = Some(latest.map_or(sent, |l| l.max(sent)));
-                });
-            }
-            Ok(Err(zk::Error::SessionExpired)) => bail!("writer {writer}: session expired"),
-            Ok(Err(_)) | Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
-    }
-    Ok(acked)
 }
 
 /// Kills the leader, waits for the next one and for a write acknowledged after the kill;
@@ -111,9 +68,10 @@ async fn five_nodes_survive_two_leader_kills_without_losing_a_write() -> Result<
             let c = client(&ens.connect_string_all(), Duration::from_secs(10)).await?;
             tasks.push(tokio::spawn(writer(
                 c,
+                "/fo",
                 w,
                 stop_rx.clone(),
-                progress_tx.clone(),
+                Some(progress_tx.clone()),
             )));
         }
         let acked_after = |killed_at: Instant| -> Result<bool> {
@@ -135,7 +93,7 @@ async fn five_nodes_survive_two_leader_kills_without_losing_a_write() -> Result<
         let _ = stop_tx.send(true);
         let mut acked = Vec::new();
         for t in tasks {
-            acked.extend(t.await??);
+            acked.extend(t.await??.acked);
         }
         ensure!(!acked.is_empty(), "no write acknowledged");
         // Every acknowledged write is on each of the three survivors, whose trees are

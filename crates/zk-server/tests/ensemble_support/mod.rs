@@ -639,3 +639,60 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// One acknowledged create: path, value, when it was sent, when it was acknowledged.
+pub type Acked = (String, Vec<u8>, Instant, Instant);
+
+/// Acknowledged creates so far, and the latest send time among them.
+pub type Progress = (usize, Option<Instant>);
+
+/// What one [`writer`] saw.
+pub struct WriterLog {
+    /// Every acknowledged create, in order.
+    pub acked: Vec<Acked>,
+    /// Creates that failed or went unanswered (not acknowledged, maybe applied).
+    pub failed: usize,
+}
+
+/// Creates `{root}/w{writer}-{n}` one after another until `stop` turns true, publishing
+/// each acknowledgement on `progress` when given; each create is bounded (5 s), and a
+/// failed or unanswered one is just not acknowledged. An expired session is an error.
+pub async fn writer(
+    c: zk::Client,
+    root: &'static str,
+    writer: usize,
+    stop: tokio::sync::watch::Receiver<bool>,
+    progress: Option<tokio::sync::watch::Sender<Progress>>,
+) -> Result<WriterLog> {
+    let options = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+    let mut log = WriterLog {
+        acked: Vec::new(),
+        failed: 0,
+    };
+    for n in 0..1_000_000u32 {
+        if *stop.borrow() {
+            break;
+        }
+        let path = format!("{root}/w{writer}-{n:06}");
+        let value = format!("value {writer}/{n}").into_bytes();
+        let sent = Instant::now();
+        match tokio::time::timeout(Duration::from_secs(5), c.create(&path, &value, &options)).await
+        {
+            Ok(Ok(_)) => {
+                log.acked.push((path, value, sent, Instant::now()));
+                if let Some(progress) = &progress {
+                    progress.send_modify(|(n, latest)| {
+                        *n += 1;
+                        *latest = Some(latest.map_or(sent, |l| l.max(sent)));
+                    });
+                }
+            }
+            Ok(Err(zk::Error::SessionExpired)) => bail!("writer {writer}: session expired"),
+            Ok(Err(_)) | Err(_) => {
+                log.failed += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    Ok(log)
+}
