@@ -74,6 +74,8 @@ pub struct Settings {
     pub sync_limit: u32,
     /// Java heap limit for Apache ZooKeeper, in MiB.
     pub java_heap_mib: u32,
+    /// Lines added at the end of every node's `zoo.cfg` (empty, or ending in a newline).
+    pub extra_cfg: &'static str,
 }
 
 /// The text of node `id`'s `zoo.cfg`.
@@ -100,6 +102,7 @@ pub fn zoo_cfg(settings: &Settings, data_dir: &Path, client_base: u16, id: u32) 
             port(client_base, 200, peer)
         );
     }
+    cfg.push_str(settings.extra_cfg);
     cfg
 }
 
@@ -422,6 +425,7 @@ mod tests {
             init_limit: 10,
             sync_limit: 5,
             java_heap_mib: 512,
+            extra_cfg: "",
         };
         let cfg = zoo_cfg(&s, Path::new("/d/node2/data"), 21810, 2);
         for line in [

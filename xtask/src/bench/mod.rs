@@ -112,6 +112,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         init_limit: 10,
         sync_limit: 5,
         java_heap_mib: args.java_heap_mib.unwrap_or(if quick { 512 } else { 2048 }),
+        extra_cfg: "",
     };
     let work_dir = root.join(&args.work_dir);
     let out_dir = root.join(&args.out);

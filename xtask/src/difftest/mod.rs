@@ -36,7 +36,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::bench::ensemble::{Ensemble, LOG4J, NODES, Settings, System, zoo_cfg};
+use crate::bench::ensemble::{Ensemble, Settings, System};
 use exec::{Step, Target, Trace, first_difference, replay};
 use ops::{Generator, KINDS, Op};
 
@@ -104,35 +104,9 @@ fn launch(system: System, dir: &Path, base: u16, bin: &Path) -> Result<Ensemble>
         init_limit: 10,
         sync_limit: 5,
         java_heap_mib: 512,
+        extra_cfg: EXTRA_CFG,
     };
-    if dir.exists() {
-        fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
-    }
-    fs::create_dir_all(dir)?;
-    let dir = dir.canonicalize()?;
-    for id in 1..=NODES {
-        let node = dir.join(format!("node{id}"));
-        let data = node.join("data");
-        fs::create_dir_all(&data)?;
-        fs::create_dir_all(node.join("log"))?;
-        fs::write(data.join("myid"), format!("{id}\n"))?;
-        let cfg = zoo_cfg(&settings, &data, base, id) + EXTRA_CFG;
-        fs::write(node.join("zoo.cfg"), cfg)?;
-        fs::write(node.join("log4j.properties"), LOG4J)?;
-    }
-    let mut ens = Ensemble {
-        system,
-        dir,
-        client_base: base,
-        server_bin: bin.to_owned(),
-        settings,
-        children: (0..NODES).map(|_| None).collect(),
-    };
-    for id in 1..=NODES {
-        ens.start(id)?;
-    }
-    ens.wait_ready(Duration::from_secs(120))?;
-    Ok(ens)
+    Ensemble::launch(system, dir, base, bin, settings, Duration::from_secs(120))
 }
 
 /// One difference found.
