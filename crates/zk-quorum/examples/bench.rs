@@ -14,22 +14,21 @@
 //! cargo run --release -p zk-quorum --example bench -- --only catchup --txns 200000
 //! ```
 
-use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use tokio::sync::{oneshot, watch};
 use zk_proto::zxid::make;
-use zk_quorum::driver::{
-    DriverOptions, LeaderClient, NodeStatus, NodeStorage, Stopped, run_leader, run_learner,
-};
-use zk_quorum::transport::{TcpDialer, bind_local};
+use zk_quorum::driver::{DriverOptions, LeaderClient, LearnerInbox, NodeStorage};
 use zk_quorum::{Config, Ensemble, StateMachine, SyncMode, Txn, Zxid};
 use zk_storage::log::{EpochStore, FileEpochStore, SledLogOptions, SledTxnLog, TxnLog};
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+use support::{Corrupt, Running};
 
 /// Payload size of every txn.
 const TXN_BYTES: usize = 100;
@@ -41,10 +40,6 @@ const WAIT: Duration = Duration::from_secs(120);
 struct ListMachine {
     txns: Vec<(Zxid, Bytes)>,
 }
-
-#[derive(Debug, thiserror::Error)]
-#[error("corrupt snapshot")]
-struct Corrupt;
 
 /// Serialised size of one txn in a snapshot.
 const fn entry_bytes(payload: usize) -> usize {
@@ -76,24 +71,12 @@ impl StateMachine for ListMachine {
         Ok(out)
     }
     fn restore(&mut self, zxid: Zxid, chunks: &[Bytes]) -> Result<(), Corrupt> {
+        // Every chunk holds whole records (see `snapshot`).
         let mut txns = Vec::new();
         for chunk in chunks {
-            let mut b = chunk.clone();
-            while b.has_remaining() {
-                if b.remaining() < 12 {
-                    return Err(Corrupt);
-                }
-                let z = b.get_i64();
-                let len = b.get_u32() as usize;
-                if b.remaining() < len {
-                    return Err(Corrupt);
-                }
-                txns.push((z, b.split_to(len)));
-            }
+            support::decode_records(chunk.clone(), &mut txns)?;
         }
-        if txns.last().map_or(0, |t| t.0) != zxid {
-            return Err(Corrupt);
-        }
+        support::check_last(zxid, &txns)?;
         self.txns = txns;
         Ok(())
     }
@@ -106,10 +89,7 @@ fn open(root: &Path, id: u64) -> anyhow::Result<Storage> {
 }
 
 fn open_with(root: &Path, id: u64, machine: ListMachine) -> anyhow::Result<Storage> {
-    let dir = root.join(format!("node{id}"));
-    let log = SledTxnLog::open(dir.join("log"), SledLogOptions::default())?;
-    let epochs = FileEpochStore::open(dir.join("epochs"))?;
-    Ok(NodeStorage::new(log, epochs, machine, 0))
+    support::open_sled(root, id, SledLogOptions::default(), machine, 0)
 }
 
 /// The state after the `n` txns [`prefill`] writes, as a server has it after replaying
@@ -123,10 +103,6 @@ fn replayed(n: u32) -> ListMachine {
     }
 }
 
-fn ip(n: u8) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(127, 0, 0, n))
-}
-
 fn options() -> DriverOptions {
     DriverOptions {
         tick_time: Duration::from_millis(500),
@@ -134,35 +110,15 @@ fn options() -> DriverOptions {
     }
 }
 
-type Task = tokio::task::JoinHandle<anyhow::Result<(Stopped, Storage)>>;
-
-struct Node {
-    status: watch::Receiver<NodeStatus>,
-    stop: oneshot::Sender<()>,
-    task: Task,
-}
+type Node = Running<Storage>;
 
 impl Node {
     async fn wait_applied(&mut self, zxid: Zxid) -> anyhow::Result<()> {
-        let waited = tokio::time::timeout(
-            WAIT,
-            self.status.wait_for(|s| s.serving && s.applied >= zxid),
-        )
-        .await
-        .with_context(|| format!("timed out waiting for {zxid:#x} to be applied"))?
-        .map(|_| ());
-        if waited.is_ok() {
-            return Ok(());
-        }
-        match (&mut self.task).await? {
-            Ok((why, _)) => bail!("the node stopped: {why:?}"),
-            Err(e) => Err(e.context("the node failed")),
-        }
+        self.wait_applied_within(zxid, WAIT).await
     }
 
     async fn stop(self) -> anyhow::Result<Storage> {
-        let _ = self.stop.send(());
-        let (_, st) = tokio::time::timeout(WAIT, self.task).await???;
+        let (_, st) = self.stop_within(WAIT).await?;
         Ok(st)
     }
 }
@@ -172,61 +128,15 @@ async fn start_leader(
     st: Storage,
     client_capacity: usize,
 ) -> anyhow::Result<(Node, LeaderClient, String)> {
-    let (incoming, addr) = bind_local(ip(1), 0).await?;
     let (client, inbox) = LeaderClient::new(client_capacity);
-    let (status_tx, status) = watch::channel(NodeStatus::default());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let mut st = st;
-    let task = tokio::spawn(async move {
-        let shutdown = async {
-            let _ = stopped.await;
-        };
-        let ensemble = Ensemble::new([1, 2, 3], []);
-        let why = run_leader(
-            1,
-            config,
-            ensemble,
-            options(),
-            &mut st,
-            incoming,
-            inbox,
-            status_tx,
-            shutdown,
-        )
-        .await?;
-        Ok((why, st))
-    });
-    Ok((Node { status, stop, task }, client, addr.to_string()))
+    let ensemble = Ensemble::new([1, 2, 3], []);
+    let (addr, node) = support::start_leader(config, ensemble, options(), st, inbox).await?;
+    Ok((node, client, addr))
 }
 
 fn start_follower(id: u64, addr: &str, config: Config, st: Storage) -> Node {
-    let (status_tx, status) = watch::channel(NodeStatus::default());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let addr = addr.to_owned();
-    let mut st = st;
-    let task = tokio::spawn(async move {
-        let shutdown = async {
-            let _ = stopped.await;
-        };
-        let dialer = TcpDialer {
-            local_ip: Some(ip(id as u8)),
-        };
-        let why = run_learner(
-            id,
-            1,
-            &addr,
-            false,
-            config,
-            options(),
-            &mut st,
-            dialer,
-            status_tx,
-            shutdown,
-        )
-        .await?;
-        Ok((why, st))
-    });
-    Node { status, stop, task }
+    let inbox = LearnerInbox::detached();
+    support::start_learner(id, false, addr, config, options(), st, inbox)
 }
 
 struct Load {

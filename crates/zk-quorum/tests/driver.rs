@@ -2,73 +2,19 @@
 //! writes; a late follower catches up by DIFF or SNAP; a restarted follower re-syncs from
 //! its kept storage.
 
-use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use anyhow::Context;
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::sync::{oneshot, watch};
 use zk_quorum::driver::{
-    DriverOptions, LeaderClient, NodeStatus, NodeStorage, Stopped, run_leader, run_learner,
+    DriverOptions, LeaderClient, LearnerInbox, NodeStatus, NodeStorage, Stopped,
 };
-use zk_quorum::transport::{TcpDialer, bind_local};
 use zk_quorum::{Config, Ensemble, StateMachine, Txn, ZabError, Zxid};
 use zk_storage::log::{MemEpochStore, MemTxnLog};
 
-#[derive(Default, Debug, Clone, PartialEq, Eq)]
-struct ListMachine {
-    txns: Vec<(Zxid, Bytes)>,
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("corrupt snapshot")]
-struct Corrupt;
-
-impl StateMachine for ListMachine {
-    type Error = Corrupt;
-    fn applied_zxid(&self) -> Zxid {
-        self.txns.last().map_or(0, |t| t.0)
-    }
-    fn apply(&mut self, txn: &Txn) -> Result<(), Corrupt> {
-        self.txns.push((txn.zxid, txn.data.clone()));
-        Ok(())
-    }
-    fn snapshot(&self, max_chunk_bytes: usize) -> Result<Vec<Bytes>, Corrupt> {
-        let mut b = BytesMut::new();
-        for (z, d) in &self.txns {
-            b.put_i64(*z);
-            b.put_u32(d.len() as u32);
-            b.put_slice(d);
-        }
-        let mut all = b.freeze();
-        let mut out = Vec::new();
-        while all.len() > max_chunk_bytes {
-            out.push(all.split_to(max_chunk_bytes));
-        }
-        out.push(all);
-        Ok(out)
-    }
-    fn restore(&mut self, zxid: Zxid, chunks: &[Bytes]) -> Result<(), Corrupt> {
-        let mut b: Bytes = chunks.concat().into();
-        let mut txns = Vec::new();
-        while b.has_remaining() {
-            if b.remaining() < 12 {
-                return Err(Corrupt);
-            }
-            let z = b.get_i64();
-            let len = b.get_u32() as usize;
-            if b.remaining() < len {
-                return Err(Corrupt);
-            }
-            txns.push((z, b.split_to(len)));
-        }
-        if txns.last().map_or(0, |t| t.0) != zxid {
-            return Err(Corrupt);
-        }
-        self.txns = txns;
-        Ok(())
-    }
-}
+mod support;
+use support::{ListMachine, Running};
 
 type Storage = NodeStorage<MemTxnLog, MemEpochStore, ListMachine>;
 
@@ -79,10 +25,6 @@ fn storage() -> Storage {
         ListMachine::default(),
         0,
     )
-}
-
-fn ip(n: u8) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(127, 0, 0, n))
 }
 
 fn options() -> DriverOptions {
@@ -104,7 +46,7 @@ async fn wait_applied(rx: &mut watch::Receiver<NodeStatus>, zxid: Zxid) -> anyho
     Ok(())
 }
 
-type Task = tokio::task::JoinHandle<anyhow::Result<(Stopped, Storage)>>;
+type Task = support::Task<Storage>;
 
 struct Leading {
     client: LeaderClient,
@@ -121,81 +63,28 @@ async fn start_leader(config: Config, st: Storage) -> anyhow::Result<Leading> {
 async fn start_leader_of(
     ensemble: Ensemble,
     config: Config,
-    mut st: Storage,
+    st: Storage,
 ) -> anyhow::Result<Leading> {
-    let (incoming, addr) = bind_local(ip(1), 0).await?;
     let (client, proposals) = LeaderClient::new(64);
-    let (status_tx, status) = watch::channel(NodeStatus::default());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let shutdown = async {
-            let _ = stopped.await;
-        };
-        let reason = run_leader(
-            1,
-            config,
-            ensemble,
-            options(),
-            &mut st,
-            incoming,
-            proposals,
-            status_tx,
-            shutdown,
-        )
-        .await?;
-        Ok((reason, st))
-    });
+    let (addr, node) = support::start_leader(config, ensemble, options(), st, proposals).await?;
     Ok(Leading {
         client,
-        addr: addr.to_string(),
-        status,
-        stop,
-        task,
+        addr,
+        status: node.status,
+        stop: node.stop,
+        task: node.task,
     })
 }
 
-struct Following {
-    status: watch::Receiver<NodeStatus>,
-    stop: oneshot::Sender<()>,
-    task: Task,
-}
+type Following = Running<Storage>;
 
 fn start_follower(id: u64, addr: String, config: Config, st: Storage) -> Following {
     start_learner(id, false, addr, config, st)
 }
 
-fn start_learner(
-    id: u64,
-    observer: bool,
-    addr: String,
-    config: Config,
-    mut st: Storage,
-) -> Following {
-    let (status_tx, status) = watch::channel(NodeStatus::default());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let dialer = TcpDialer {
-            local_ip: Some(ip(id as u8)),
-        };
-        let shutdown = async {
-            let _ = stopped.await;
-        };
-        let reason = run_learner(
-            id,
-            1,
-            &addr,
-            observer,
-            config,
-            options(),
-            &mut st,
-            dialer,
-            status_tx,
-            shutdown,
-        )
-        .await?;
-        Ok((reason, st))
-    });
-    Following { status, stop, task }
+fn start_learner(id: u64, observer: bool, addr: String, config: Config, st: Storage) -> Following {
+    let inbox = LearnerInbox::detached();
+    support::start_learner(id, observer, &addr, config, options(), st, inbox)
 }
 
 async fn stop(stop: oneshot::Sender<()>, task: Task) -> anyhow::Result<(Stopped, Storage)> {
@@ -397,7 +286,7 @@ async fn an_observer_applies_every_commit_but_does_not_count() -> anyhow::Result
     wait_applied(&mut obs.status, last).await?;
     let (_, obs_st) = stop(obs.stop, obs.task).await?;
     let (_, f2_st) = stop(f2.stop, f2.task).await?;
-    assert_eq!(obs_st.machine, f2_st.machine);
+    assert_eq!(obs_st.machine.txns, f2_st.machine.txns);
     assert_eq!(obs_st.machine.txns.len(), 20);
     let _ = stop(leader.stop, leader.task).await?;
     Ok(())

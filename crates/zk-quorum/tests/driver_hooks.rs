@@ -2,105 +2,28 @@
 //! forwarded writes, forwarded `sync`, session touches, revalidation, and the rollback of
 //! a restarted learner's state machine after TRUNC.
 
-use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
-use bytes::{Buf, BufMut, Bytes, BytesMut};
-use tokio::sync::{mpsc, oneshot, watch};
+use bytes::Bytes;
+use tokio::sync::mpsc;
 use zk_proto::zxid::make;
 use zk_quorum::driver::{
-    DriverOptions, LeaderClient, LeaderEvent, LearnerClient, LearnerEvent, NodeStatus, NodeStorage,
-    PendingCommit, Stopped, run_leader, run_learner_with,
+    DriverOptions, LeaderClient, LeaderEvent, LearnerClient, LearnerEvent, NodeStorage,
+    PendingCommit, Stopped,
 };
-use zk_quorum::transport::{TcpDialer, bind_local};
-use zk_quorum::{Config, Ensemble, ForwardedRequest, Rollback, StateMachine, Txn, ZabError, Zxid};
+use zk_quorum::{Config, Ensemble, ForwardedRequest, StateMachine, Txn, ZabError, Zxid};
 use zk_storage::log::{LogError, LogIter, LogRecord, MemEpochStore, MemTxnLog, TxnLog};
+
+mod support;
+use support::{ListMachine, Running};
 
 /// ZooKeeper's op code of `sync`.
 const OP_SYNC: i32 = 9;
 /// ZooKeeper's op code of `create`.
 const OP_CREATE: i32 = 1;
-
-/// Every applied txn in order; its "durable snapshot" is what `restore` installed.
-#[derive(Default, Debug, Clone, PartialEq, Eq)]
-struct ListMachine {
-    txns: Vec<(Zxid, Bytes)>,
-    snapshot: Vec<(Zxid, Bytes)>,
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("corrupt snapshot or log")]
-struct Corrupt;
-
-impl StateMachine for ListMachine {
-    type Error = Corrupt;
-    fn applied_zxid(&self) -> Zxid {
-        self.txns.last().map_or(0, |t| t.0)
-    }
-    fn apply(&mut self, txn: &Txn) -> Result<(), Corrupt> {
-        self.txns.push((txn.zxid, txn.data.clone()));
-        Ok(())
-    }
-    fn snapshot(&self, max_chunk_bytes: usize) -> Result<Vec<Bytes>, Corrupt> {
-        let mut b = BytesMut::new();
-        for (z, d) in &self.txns {
-            b.put_i64(*z);
-            b.put_u32(d.len() as u32);
-            b.put_slice(d);
-        }
-        let mut all = b.freeze();
-        let mut out = Vec::new();
-        while all.len() > max_chunk_bytes.max(1) {
-            out.push(all.split_to(max_chunk_bytes.max(1)));
-        }
-        out.push(all);
-        Ok(out)
-    }
-    fn restore(&mut self, zxid: Zxid, chunks: &[Bytes]) -> Result<(), Corrupt> {
-        let mut b: Bytes = chunks.concat().into();
-        let mut txns = Vec::new();
-        while b.has_remaining() {
-            if b.remaining() < 12 {
-                return Err(Corrupt);
-            }
-            let z = b.get_i64();
-            let len = b.get_u32() as usize;
-            if b.remaining() < len {
-                return Err(Corrupt);
-            }
-            txns.push((z, b.split_to(len)));
-        }
-        if txns.last().map_or(0, |t| t.0) != zxid {
-            return Err(Corrupt);
-        }
-        self.snapshot = txns.clone();
-        self.txns = txns;
-        Ok(())
-    }
-    /// Reloads the snapshot and replays the log up to `to`, as ZooKeeper reloads its
-    /// database after truncating its log.
-    fn rollback(&mut self, to: Zxid, log: &dyn TxnLog) -> Result<Rollback, Corrupt> {
-        let mut txns: Vec<_> = self
-            .snapshot
-            .iter()
-            .filter(|t| t.0 <= to)
-            .cloned()
-            .collect();
-        let after = txns.last().map_or(0, |t| t.0);
-        for r in log.read_from(after + 1).map_err(|_| Corrupt)? {
-            let r = r.map_err(|_| Corrupt)?;
-            if r.zxid > to {
-                break;
-            }
-            txns.push((r.zxid, Bytes::from(r.payload)));
-        }
-        self.txns = txns;
-        Ok(Rollback::Done)
-    }
-}
 
 /// An in-memory log whose `sync` reports nothing durable beyond `ceiling`, to hold
 /// proposals uncommitted.
@@ -174,16 +97,13 @@ fn restart(st: Storage<MemTxnLog>) -> anyhow::Result<Storage<MemTxnLog>> {
     let mut machine = ListMachine {
         txns: st.machine.snapshot.clone(),
         snapshot: st.machine.snapshot.clone(),
+        ..ListMachine::default()
     };
     for r in st.log.read_from(base + 1)? {
         let r = r?;
         machine.apply(&Txn::new(r.zxid, r.payload))?;
     }
     Ok(NodeStorage::new(st.log, st.epochs, machine, base))
-}
-
-fn ip(n: u8) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(127, 0, 0, n))
 }
 
 fn options() -> DriverOptions {
@@ -197,39 +117,18 @@ fn options() -> DriverOptions {
 
 const WAIT: Duration = Duration::from_secs(20);
 
-type Task<L> = tokio::task::JoinHandle<anyhow::Result<(Stopped, Storage<L>)>>;
-
-struct Node<L> {
-    status: watch::Receiver<NodeStatus>,
-    stop: oneshot::Sender<()>,
-    task: Task<L>,
-}
+type Node<L> = Running<Storage<L>>;
 
 impl<L> Node<L> {
     /// Waits until the node serves and has applied `zxid`. If its run ends first (its
     /// status channel closes), says how: why it went back to LOOKING, its error, or its
     /// panic, instead of a bare "channel closed".
     async fn wait_applied(&mut self, zxid: Zxid) -> anyhow::Result<()> {
-        let waited = tokio::time::timeout(
-            WAIT,
-            self.status.wait_for(|s| s.serving && s.applied >= zxid),
-        )
-        .await
-        .context("timed out waiting for the node to apply")?
-        .map(|_| ());
-        if waited.is_ok() {
-            return Ok(());
-        }
-        match tokio::time::timeout(WAIT, &mut self.task).await? {
-            Ok(Ok((why, _))) => bail!("the node stopped before applying {zxid:#x}: {why:?}"),
-            Ok(Err(e)) => Err(e.context(format!("the node failed before applying {zxid:#x}"))),
-            Err(e) => Err(anyhow::Error::new(e).context("the node's task panicked")),
-        }
+        self.wait_applied_within(zxid, WAIT).await
     }
 
     async fn stop(self) -> anyhow::Result<(Stopped, Storage<L>)> {
-        let _ = self.stop.send(());
-        tokio::time::timeout(WAIT, self.task).await??
+        self.stop_within(WAIT).await
     }
 }
 
@@ -273,37 +172,19 @@ async fn start_leader<L: TxnLog + Send + 'static>(
 
 async fn start_leader_with<L: TxnLog + Send + 'static>(
     config: Config,
-    mut st: Storage<L>,
+    st: Storage<L>,
     event_capacity: usize,
     client_capacity: usize,
 ) -> anyhow::Result<LeaderNode<L>> {
-    let (incoming, addr) = bind_local(ip(1), 0).await?;
     let (client, inbox) = LeaderClient::new(client_capacity);
     let (events_tx, events) = mpsc::channel(event_capacity);
-    let (status_tx, status) = watch::channel(NodeStatus::default());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let shutdown = async {
-            let _ = stopped.await;
-        };
-        let why = run_leader(
-            1,
-            config,
-            // Node 4 observes.
-            Ensemble::new([1, 2, 3], [4]),
-            options(),
-            &mut st,
-            incoming,
-            inbox.with_events(events_tx),
-            status_tx,
-            shutdown,
-        )
-        .await?;
-        Ok((why, st))
-    });
+    // Node 4 observes.
+    let ensemble = Ensemble::new([1, 2, 3], [4]);
+    let inbox = inbox.with_events(events_tx);
+    let (addr, node) = support::start_leader(config, ensemble, options(), st, inbox).await?;
     Ok(LeaderNode {
-        node: Node { status, stop, task },
-        addr: addr.to_string(),
+        node,
+        addr,
         client,
         events,
     })
@@ -313,37 +194,14 @@ fn start_learner<L: TxnLog + Send + 'static>(
     id: u64,
     addr: String,
     config: Config,
-    mut st: Storage<L>,
+    st: Storage<L>,
 ) -> LearnerNode<L> {
     let (client, inbox) = LearnerClient::new(16);
     let (events_tx, events) = mpsc::channel(64);
-    let (status_tx, status) = watch::channel(NodeStatus::default());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let dialer = TcpDialer {
-            local_ip: Some(ip(id as u8)),
-        };
-        let shutdown = async {
-            let _ = stopped.await;
-        };
-        let why = run_learner_with(
-            id,
-            1,
-            &addr,
-            id == 4,
-            config,
-            options(),
-            &mut st,
-            dialer,
-            inbox.with_events(events_tx),
-            status_tx,
-            shutdown,
-        )
-        .await?;
-        Ok((why, st))
-    });
+    let inbox = inbox.with_events(events_tx);
+    let node = support::start_learner(id, id == 4, &addr, config, options(), st, inbox);
     LearnerNode {
-        node: Node { status, stop, task },
+        node,
         client,
         events,
     }

@@ -15,80 +15,18 @@
 //!
 //! Node 1 always leads: the election is not part of this crate.
 
-use std::net::{IpAddr, Ipv4Addr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
-use bytes::{Buf, BufMut, Bytes, BytesMut};
-use tokio::sync::{oneshot, watch};
+use bytes::Bytes;
 use zk_proto::zxid::make;
-use zk_quorum::driver::{
-    DriverOptions, LeaderClient, LearnerClient, LearnerInbox, NodeStatus, NodeStorage, Stopped,
-    run_leader, run_learner_with,
-};
-use zk_quorum::transport::{TcpDialer, bind_local};
-use zk_quorum::{Config, Ensemble, StateMachine, SyncMode, Txn, Zxid};
+use zk_quorum::driver::{DriverOptions, LeaderClient, LearnerClient, LearnerInbox, NodeStorage};
+use zk_quorum::{Config, Ensemble, StateMachine, SyncMode, Zxid};
 use zk_storage::log::{FileEpochStore, SledLogOptions, SledTxnLog, TxnLog};
 
-/// Every applied txn in order, and every payload ever handed to `apply` (kept across
-/// `restore`, so a test can tell that a txn was never applied).
-#[derive(Default, Debug, Clone)]
-struct ListMachine {
-    txns: Vec<(Zxid, Bytes)>,
-    ever_applied: Vec<Bytes>,
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("corrupt snapshot")]
-struct Corrupt;
-
-impl StateMachine for ListMachine {
-    type Error = Corrupt;
-    fn applied_zxid(&self) -> Zxid {
-        self.txns.last().map_or(0, |t| t.0)
-    }
-    fn apply(&mut self, txn: &Txn) -> Result<(), Corrupt> {
-        self.txns.push((txn.zxid, txn.data.clone()));
-        self.ever_applied.push(txn.data.clone());
-        Ok(())
-    }
-    fn snapshot(&self, max_chunk_bytes: usize) -> Result<Vec<Bytes>, Corrupt> {
-        let mut b = BytesMut::new();
-        for (z, d) in &self.txns {
-            b.put_i64(*z);
-            b.put_u32(d.len() as u32);
-            b.put_slice(d);
-        }
-        let mut all = b.freeze();
-        let mut out = Vec::new();
-        while all.len() > max_chunk_bytes.max(1) {
-            out.push(all.split_to(max_chunk_bytes.max(1)));
-        }
-        out.push(all);
-        Ok(out)
-    }
-    fn restore(&mut self, zxid: Zxid, chunks: &[Bytes]) -> Result<(), Corrupt> {
-        let mut b: Bytes = chunks.concat().into();
-        let mut txns = Vec::new();
-        while b.has_remaining() {
-            if b.remaining() < 12 {
-                return Err(Corrupt);
-            }
-            let z = b.get_i64();
-            let len = b.get_u32() as usize;
-            if b.remaining() < len {
-                return Err(Corrupt);
-            }
-            txns.push((z, b.split_to(len)));
-        }
-        if txns.last().map_or(0, |t| t.0) != zxid {
-            return Err(Corrupt);
-        }
-        self.txns = txns;
-        Ok(())
-    }
-}
+mod support;
+use support::{ListMachine, Running, node_dir};
 
 type Storage = NodeStorage<SledTxnLog, FileEpochStore, ListMachine>;
 
@@ -105,19 +43,10 @@ fn open_with(
     machine: ListMachine,
     log_base: Zxid,
 ) -> anyhow::Result<Storage> {
-    let dir = node_dir(root, id);
-    let log = SledTxnLog::open(
-        dir.join("log"),
-        SledLogOptions {
-            cache_capacity_bytes: 4 * 1024 * 1024,
-        },
-    )?;
-    let epochs = FileEpochStore::open(dir.join("epochs"))?;
-    Ok(NodeStorage::new(log, epochs, machine, log_base))
-}
-
-fn node_dir(root: &Path, id: u64) -> PathBuf {
-    root.join(format!("node{id}"))
+    let log_options = SledLogOptions {
+        cache_capacity_bytes: 4 * 1024 * 1024,
+    };
+    support::open_sled(root, id, log_options, machine, log_base)
 }
 
 /// Every record of a log, in order.
@@ -128,10 +57,6 @@ fn records(log: &SledTxnLog) -> anyhow::Result<Vec<(Zxid, Vec<u8>)>> {
         out.push((r.zxid, r.payload));
     }
     Ok(out)
-}
-
-fn ip(n: u8) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(127, 0, 0, n))
 }
 
 fn options() -> DriverOptions {
@@ -155,44 +80,20 @@ fn config() -> Config {
 
 const WAIT: Duration = Duration::from_secs(10);
 
-type Task = tokio::task::JoinHandle<anyhow::Result<(Stopped, Storage)>>;
-
-struct Node {
-    status: watch::Receiver<NodeStatus>,
-    stop: oneshot::Sender<()>,
-    task: Task,
-}
+type Node = Running<Storage>;
 
 impl Node {
     /// Stops the node and returns its storage (still open). Why the run ended does not
     /// matter here: a leader whose followers stopped first may have given up, a follower
     /// may have seen its leader go.
     async fn stop(self) -> anyhow::Result<Storage> {
-        let _ = self.stop.send(());
-        let (_, st) = tokio::time::timeout(WAIT, self.task)
-            .await
-            .context("the node did not stop")???;
+        let (_, st) = self.stop_within(WAIT).await?;
         Ok(st)
     }
 
     /// Waits until the node serves and has applied `zxid`; if it stops instead, says why.
     async fn wait_applied(&mut self, zxid: Zxid) -> anyhow::Result<()> {
-        let waited = tokio::time::timeout(
-            WAIT,
-            self.status.wait_for(|s| s.serving && s.applied >= zxid),
-        )
-        .await
-        .with_context(|| format!("timed out waiting for zxid {zxid:#x} to be applied"))?
-        .map(|_| ());
-        if waited.is_ok() {
-            return Ok(());
-        }
-        let ended = (&mut self.task).await;
-        match ended {
-            Ok(Ok((why, _))) => anyhow::bail!("the node stopped: {why:?}"),
-            Ok(Err(e)) => Err(e.context("the node failed")),
-            Err(e) => Err(e.into()),
-        }
+        self.wait_applied_within(zxid, WAIT).await
     }
 
     fn sync_mode(&self) -> Option<SyncMode> {
@@ -232,38 +133,10 @@ impl Leading {
     }
 }
 
-async fn start_leader(
-    ensemble: Ensemble,
-    config: Config,
-    mut st: Storage,
-) -> anyhow::Result<Leading> {
-    let (incoming, addr) = bind_local(ip(1), 0).await?;
+async fn start_leader(ensemble: Ensemble, config: Config, st: Storage) -> anyhow::Result<Leading> {
     let (client, inbox) = LeaderClient::new(256);
-    let (status_tx, status) = watch::channel(NodeStatus::default());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let shutdown = async {
-            let _ = stopped.await;
-        };
-        let why = run_leader(
-            1,
-            config,
-            ensemble,
-            options(),
-            &mut st,
-            incoming,
-            inbox,
-            status_tx,
-            shutdown,
-        )
-        .await?;
-        Ok((why, st))
-    });
-    Ok(Leading {
-        node: Node { status, stop, task },
-        client,
-        addr: addr.to_string(),
-    })
+    let (addr, node) = support::start_leader(config, ensemble, options(), st, inbox).await?;
+    Ok(Leading { node, client, addr })
 }
 
 fn start_learner(id: u64, observer: bool, addr: &str, config: Config, st: Storage) -> Node {
@@ -287,36 +160,10 @@ fn start_learner_with(
     observer: bool,
     addr: &str,
     config: Config,
-    mut st: Storage,
+    st: Storage,
     inbox: LearnerInbox,
 ) -> Node {
-    let (status_tx, status) = watch::channel(NodeStatus::default());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let addr = addr.to_owned();
-    let task = tokio::spawn(async move {
-        let dialer = TcpDialer {
-            local_ip: Some(ip(id as u8)),
-        };
-        let shutdown = async {
-            let _ = stopped.await;
-        };
-        let why = run_learner_with(
-            id,
-            1,
-            &addr,
-            observer,
-            config,
-            options(),
-            &mut st,
-            dialer,
-            inbox,
-            status_tx,
-            shutdown,
-        )
-        .await?;
-        Ok((why, st))
-    });
-    Node { status, stop, task }
+    support::start_learner(id, observer, addr, config, options(), st, inbox)
 }
 
 fn start_follower(id: u64, addr: &str, config: Config, st: Storage) -> Node {

@@ -17,13 +17,16 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use zk_proto::zxid::is_epoch_start;
 use zk_quorum::{
     Command, Config, Ensemble, Follower, History, Input, Leader, LeaderPhase, LeaderStorage,
     LearnerPhase, LearnerStorage, Observer, Packet, ServerId, StateMachine, SyncMode, Txn, Zxid,
     snapshot_packets,
 };
+
+mod support;
+use support::Corrupt;
 
 // ---------------------------------------------------------------------------------------
 // A small deterministic RNG (splitmix64), so schedules do not depend on a crate's
@@ -63,10 +66,6 @@ struct ListMachine {
     base: Zxid,
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("corrupt snapshot")]
-struct Corrupt;
-
 impl StateMachine for ListMachine {
     type Error = Corrupt;
 
@@ -80,43 +79,13 @@ impl StateMachine for ListMachine {
     }
 
     fn snapshot(&self, max_chunk_bytes: usize) -> Result<Vec<Bytes>, Corrupt> {
-        let mut b = BytesMut::new();
-        for t in &self.txns {
-            b.put_i64(t.zxid);
-            b.put_u32(t.data.len() as u32);
-            b.put_slice(&t.data);
-        }
-        let mut all = b.freeze();
-        let mut out = Vec::new();
-        while all.len() > max_chunk_bytes {
-            out.push(all.split_to(max_chunk_bytes));
-        }
-        out.push(all);
-        Ok(out)
+        let records = self.txns.iter().map(|t| (t.zxid, t.data.as_ref()));
+        Ok(support::encode_records(records, max_chunk_bytes))
     }
 
     fn restore(&mut self, zxid: Zxid, chunks: &[Bytes]) -> Result<(), Corrupt> {
-        let mut b = BytesMut::new();
-        for c in chunks {
-            b.put_slice(c);
-        }
-        let mut b = b.freeze();
-        let mut txns = Vec::new();
-        while b.has_remaining() {
-            if b.remaining() < 12 {
-                return Err(Corrupt);
-            }
-            let z = b.get_i64();
-            let len = b.get_u32() as usize;
-            if b.remaining() < len {
-                return Err(Corrupt);
-            }
-            txns.push(Txn::new(z, b.split_to(len)));
-        }
-        if txns.last().map_or(0, |t| t.zxid) != zxid {
-            return Err(Corrupt);
-        }
-        self.txns = txns;
+        let txns = support::decode_snapshot(zxid, chunks)?;
+        self.txns = txns.into_iter().map(|(z, d)| Txn::new(z, d)).collect();
         self.base = 0;
         Ok(())
     }
