@@ -3,7 +3,8 @@
 //! received because of it.
 //!
 //! Determinism, so that only behaviour differs between two replays:
-//! * session `i` always talks to server `i % servers` (the same index in both systems);
+//! * session `i` always talks to server `i % servers` of the target's list (the same
+//!   node ids in both systems: the nodes that follow in Apache's ensemble);
 //! * ops run one at a time; before an op, a session whose server may not have applied
 //!   another session's write yet `sync`s first (writes are committed before their reply,
 //!   so the sync makes them visible; writes sync too, so that a failed write answered

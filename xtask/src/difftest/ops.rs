@@ -20,7 +20,8 @@ use zk_proto::data::{Acl, CreateMode, Id, perms};
 
 use crate::chaos::nemesis::Rng;
 
-/// Sessions per sequence; session `i` talks to server `i % servers` in both systems.
+/// Sessions per sequence; session `i` talks to server `i % servers` of the target's list
+/// (the same node ids in both systems).
 pub const SESSIONS: usize = 3;
 
 /// `digest` id of `alice:secret` (base64 of its SHA-1).
