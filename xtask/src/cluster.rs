@@ -395,26 +395,32 @@ fn start_node(dir: &Path, layout: &Layout, id: u32) -> Result<()> {
         println!("node{id} already running (pid {pid})");
         return Ok(());
     }
-    let node = dir.join(format!("node{id}"));
-    let log = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(node.join("zk.log"))?;
-    let child = Command::new(&layout.bin)
-        .arg(node.join("zoo.cfg"))
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .process_group(0)
-        .spawn()
-        .with_context(|| format!("starting {}", layout.bin.display()))?;
-    fs::write(node.join("pid"), format!("{}\n", child.id()))?;
+    let child = spawn_node(&layout.bin, &dir.join(format!("node{id}")))?;
     println!(
         "node{id}: started pid {} on {}",
         child.id(),
         layout.client_addr(id)
     );
     Ok(())
+}
+
+/// Starts `bin` on `node/zoo.cfg` in its own process group, its output appended to
+/// `node/zk.log`, and records its pid in `node/pid`.
+pub fn spawn_node(bin: &Path, node: &Path) -> Result<std::process::Child> {
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(node.join("zk.log"))?;
+    let child = Command::new(bin)
+        .arg(node.join("zoo.cfg"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    fs::write(node.join("pid"), format!("{}\n", child.id()))?;
+    Ok(child)
 }
 
 fn signal(pid: u32, sig: &str) -> Result<()> {

@@ -5,14 +5,13 @@
 use std::fmt::Write as _;
 use std::fs;
 use std::net::SocketAddr;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::cluster::{four_letter_word, parse_srvr};
+use crate::cluster::{four_letter_word, parse_srvr, spawn_node};
 
 /// Ports of node `i`: `base + i - 1`.
 #[derive(Debug, Clone, Copy)]
@@ -149,20 +148,7 @@ impl Ensemble {
         if self.running(id) {
             return Ok(());
         }
-        let node = self.dir.join(format!("node{id}"));
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(node.join("zk.log"))?;
-        let child = Command::new(&self.bin)
-            .arg(node.join("zoo.cfg"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .with_context(|| format!("starting {}", self.bin.display()))?;
-        fs::write(node.join("pid"), format!("{}\n", child.id()))?;
+        let child = spawn_node(&self.bin, &self.dir.join(format!("node{id}")))?;
         *self.slot(id)? = Some(child);
         if let Some(p) = self.paused.get_mut(id as usize - 1) {
             *p = false;
